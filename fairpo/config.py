@@ -1,0 +1,185 @@
+"""One validated run configuration.
+
+Every knob of a run lives in :class:`RunConfig`. Construction validates names and ranges, so a typo in
+``variant`` or a negative learning rate fails at once, with the list of valid choices, instead of inside
+the first training step. Defaults follow ``DESIGN.md`` (the authors' released code where the paper is
+silent; our own documented choice for the SimPO margin γ and the CPO weight λ, which the paper never
+gives).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+VARIANTS = ("bce", "focal", "gdro", "dpo", "simpo", "cpo")
+"""Methods of Tables 1–2: three baselines, then FairPO with each preference loss."""
+
+FAIRPO_VARIANTS = ("dpo", "simpo", "cpo")
+BASELINES = ("bce", "focal", "gdro")
+
+ABLATIONS = ("none", "no-pref", "no-constraint", "no-grpo", "global", "neg-only", "no-fallback")
+"""Ablations of Tables 3–4; they apply to FairPO variants only."""
+
+DATASETS = ("digits", "coco", "nuswide", "features")
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"unknown {name} {value!r}; choose one of: {', '.join(choices)}"
+        )
+
+
+def _check_range(name: str, value: Any, low: float, high: float, *, low_open=False, high_open=False,
+                 integer=False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} = {value!r} is outside its valid range {lo}{low}, {high}{hi}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run (and therefore its place in the run store).
+
+    Hyperparameters carry the paper's symbols in their comments.
+    """
+
+    dataset: str = "digits"
+    variant: str = "cpo"  # bce | focal | gdro | dpo | simpo | cpo
+    ablation: str = "none"  # none | no-pref | no-constraint | no-grpo | global | neg-only | no-fallback
+    seed: int = 0
+
+    # data
+    data_root: str | None = None
+    num_labels: int | None = None  # `features` CSVs: how many trailing columns are labels
+    privileged: tuple[int | str, ...] | None = None  # None: the least frequent fraction
+    privileged_fraction: float = 0.2
+    val_fraction: float = 0.1
+
+    # model
+    backbone: str | None = None  # None: the data set's default (a small ViT for digits, ViT-B/16 else)
+    trainable_blocks: int = 1  # last encoder blocks that train; 0 = heads only
+
+    # optimisation (AdamW)
+    epochs: int = 25
+    patience: int = 5  # early stopping on validation mAP
+    batch_size: int = 32
+    lr: float = 1e-4  # η_w
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+
+    # FairPO losses
+    beta: float = 0.5  # β, preference temperature
+    gamma: float = 0.25  # γ, SimPO target margin (paper gives none; β/2)
+    lam: float = 1.0  # λ_CPO, weight of CPO's BCE term (paper gives none)
+    epsilon: float = 0.05  # ε, slack of the non-privileged hinge constraint
+
+    # group-robust weights
+    group_step_size: float = 0.05  # η_α
+    ema_decay: float = 0.9  # ρ, running average of each group loss
+    scale_eps: float = 1e-6  # δ, keeps the relative change finite
+    gdro_step_size: float = 0.01  # Group DRO's η (Sagawa et al. default)
+
+    # focal baseline
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)  # data-set options (sizes, image size, …)
+
+    def __post_init__(self) -> None:
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("variant", self.variant, VARIANTS)
+        # papermill passes strings; accept the spellings people type for "no ablation"
+        if self.ablation in (None, "", "None", "full"):
+            object.__setattr__(self, "ablation", "none")
+        _choice("ablation", self.ablation, ABLATIONS)
+        if self.ablation != "none" and self.variant not in FAIRPO_VARIANTS:
+            raise ValueError(
+                f"ablation {self.ablation!r} applies to FairPO variants only "
+                f"({', '.join(FAIRPO_VARIANTS)}), not to {self.variant!r}"
+            )
+        _choice("device", self.device, DEVICES)
+        _check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
+        if self.num_labels is not None:
+            _check_range("num_labels", self.num_labels, 1, 10**6, integer=True)
+        if self.dataset == "features" and self.data_root is None:
+            raise ValueError("dataset 'features' needs data_root: the folder holding your train and test files")
+        if self.dataset in ("coco", "nuswide") and self.data_root is None:
+            raise ValueError(f"dataset {self.dataset!r} needs data_root: the folder of your copy of it")
+        if self.privileged is not None:
+            if isinstance(self.privileged, (str, int)):
+                object.__setattr__(self, "privileged", (self.privileged,))
+            object.__setattr__(self, "privileged", tuple(self.privileged))
+            if not self.privileged:
+                raise ValueError("privileged is empty; give at least one label, or None for the default split")
+        _check_range("privileged_fraction", self.privileged_fraction, 0, 1, low_open=True, high_open=True)
+        _check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+        _check_range("trainable_blocks", self.trainable_blocks, 0, 1000, integer=True)
+        _check_range("epochs", self.epochs, 1, 10**6, integer=True)
+        _check_range("patience", self.patience, 1, 10**6, integer=True)
+        _check_range("batch_size", self.batch_size, 1, 10**7, integer=True)
+        _check_range("lr", self.lr, 0, 10, low_open=True)
+        _check_range("weight_decay", self.weight_decay, 0, 10)
+        _check_range("grad_clip", self.grad_clip, 0, math.inf, low_open=True, high_open=True)
+        _check_range("beta", self.beta, 0, 1e3, low_open=True)
+        _check_range("gamma", self.gamma, 0, 1e3)
+        _check_range("lam", self.lam, 0, 1e3)
+        _check_range("epsilon", self.epsilon, 0, 1e3)
+        _check_range("group_step_size", self.group_step_size, 0, 1e3)
+        _check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        _check_range("scale_eps", self.scale_eps, 0, 1, low_open=True)
+        _check_range("gdro_step_size", self.gdro_step_size, 0, 1e3)
+        _check_range("focal_alpha", self.focal_alpha, 0, 1)
+        _check_range("focal_gamma", self.focal_gamma, 0, 100)
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be a dict of data-set options, got {type(self.extra).__name__}")
+
+    @property
+    def is_fairpo(self) -> bool:
+        return self.variant in FAIRPO_VARIANTS
+
+    @property
+    def needs_reference(self) -> bool:
+        """FairPO runs start from, and compare against, the BCE reference model."""
+        return self.is_fairpo
+
+    @property
+    def run_name(self) -> str:
+        """``<variant>[+<ablation>]``, the run store's folder name."""
+        return self.variant if self.ablation == "none" else f"{self.variant}+{self.ablation}"
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if out["privileged"] is not None:
+            out["privileged"] = list(out["privileged"])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}; valid keys: {', '.join(sorted(known))}")
+        data = dict(data)
+        if data.get("privileged") is not None:
+            data["privileged"] = tuple(data["privileged"])
+        return cls(**data)
