@@ -1,0 +1,238 @@
+"""One trainer for every method and ablation: :func:`train` turns a :class:`RunConfig` into a run record.
+
+The frozen part of the backbone runs once per data set into the feature cache; a run trains the
+backbone's last ``trainable_blocks`` blocks and the per-label heads on those cached features. FairPO
+runs start from their reference — the ``bce`` run of the same data set, seed and label split, trained
+on demand — and read the reference's logits from a one-off pass (the reference is frozen and the
+inputs fixed, so its logits are too). Early stopping watches the validation split's overall mAP; the
+test split is evaluated once, at the best checkpoint.
+
+Run folder (``fairpo.store.run_dir``): ``record.json``, ``steps.jsonl`` (per-step history),
+``epochs.jsonl`` (per-epoch validation metrics), ``best.safetensors`` (best weights) and, while the run
+is unfinished, ``last.pt`` (everything needed to resume after a crash).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from fairpo import store
+from fairpo.backbone import (DIGITS_BACKBONE, PAPER_BACKBONE, TrainedTop, digits_backbone, feature_size,
+                             load_vit, split_backbone)
+from fairpo.config import RunConfig
+from fairpo.metrics import group_metrics
+from fairpo.methods import Objective
+from fairpo.model import PerLabelHeads
+
+SELECTION_METRIC = ("overall", "mAP")
+
+
+class Network(nn.Module):
+    """Cached features → logits: the trained top of the backbone, then the per-label heads."""
+
+    def __init__(self, top: TrainedTop, heads: PerLabelHeads) -> None:
+        super().__init__()
+        self.top, self.heads = top, heads
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.heads(self.top(features))
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs that does not depend on its method: data, cached features, network."""
+
+    data: object
+    features: dict[str, Tensor]
+    labels: dict[str, Tensor]
+    network: Network
+    backbone: str
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no GPU is visible; use device 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def prepare(config: RunConfig, cache_dir: str | os.PathLike, device: torch.device) -> Prepared:
+    """Load the data, run the frozen backbone over every split (cached) and build a fresh network.
+
+    The data set is generated with a fixed seed (``config.extra['data_seed']``, default 0), so every
+    seed of a method trains on the same data and shares one feature cache: seeds measure training
+    variance, as in the paper's three runs on fixed COCO splits.
+    """
+    from fairpo.data import load_dataset
+    from fairpo.cache import cached_features
+
+    options = dict(config.extra)
+    data_seed = options.pop("data_seed", 0)
+    if config.dataset == "features":
+        options.setdefault("num_labels", config.num_labels)
+    data = load_dataset(config.dataset, config.data_root, seed=data_seed, privileged=config.privileged,
+                        privileged_fraction=config.privileged_fraction, val_fraction=config.val_fraction,
+                        **options)
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    labels = {name: split.labels for name, split in splits.items()}
+    torch.manual_seed(config.seed)  # the heads' initialisation
+    if data.kind == "features":
+        features = {name: split.features if split.indices is None else split.features[split.indices]
+                    for name, split in splits.items()}
+        top, width, backbone = TrainedTop(None, 0), data.input_shape[0], "none"
+    else:
+        backbone = config.backbone or (DIGITS_BACKBONE if config.dataset == "digits" else PAPER_BACKBONE)
+        vit = digits_backbone(cache_dir) if backbone == DIGITS_BACKBONE else load_vit(backbone)
+        encoder, top = split_backbone(vit, config.trainable_blocks)
+        key = dict(dataset=config.dataset, backbone=backbone, trainable_blocks=config.trainable_blocks,
+                   resolution=data.input_shape[-1], data_seed=data_seed)
+        features = {name: cached_features(split, encoder.to(device), key=dict(key, split=name),
+                                          cache_dir=Path(cache_dir) / "features", device=device)
+                    for name, split in splits.items()}
+        width = feature_size(vit)
+    network = Network(top, PerLabelHeads(width, len(data.label_names))).to(device)
+    return Prepared(data, features, labels, network, backbone)
+
+
+@torch.no_grad()
+def predict(network: nn.Module, features: Tensor, device: torch.device, batch_size: int = 1024) -> Tensor:
+    """Logits (N, T) of a whole split, in eval mode, on the CPU."""
+    network.eval()
+    out = [network(features[i:i + batch_size].to(device, torch.float32)).float().cpu()
+           for i in range(0, len(features), batch_size)]
+    return torch.cat(out)
+
+
+def _reference(config: RunConfig, results_dir, cache_dir, prepared: Prepared, device, quiet) -> tuple[dict, Tensor]:
+    """Train (or reuse) the ``bce`` reference and return its record and its train-split logits."""
+    ref_config = config.replace(variant="bce", ablation="none")
+    ref_record = train(ref_config, results_dir, cache_dir=cache_dir, quiet=quiet)
+    mine = prepared.data.describe()
+    theirs = ref_record["data"]
+    for field in ("name", "label_names", "privileged"):
+        if theirs.get(field) != mine.get(field):
+            raise ValueError(
+                f"the reference run in {store.run_dir(results_dir, config.dataset, 'bce', None, config.seed)} "
+                f"was trained with a different {field} ({theirs.get(field)!r}, this run has "
+                f"{mine.get(field)!r}); retrain it with force=True or use another results_dir")
+    tensors, _ = store.load_checkpoint(Path(results_dir) / ref_record["run_dir"] / "best.safetensors")
+    prepared.network.load_state_dict(tensors)
+    return ref_record, predict(prepared.network, prepared.features["train"], device)
+
+
+def _check_finite(diagnostics: dict[str, float], total: Tensor, step: int) -> None:
+    if torch.isfinite(total):
+        return
+    bad = [g for g in ("loss_P", "loss_N") if not torch.isfinite(torch.tensor(diagnostics.get(g, 0.0)))]
+    groups = " and ".join({"loss_P": "privileged", "loss_N": "non-privileged"}[g] for g in bad) or "total"
+    raise FloatingPointError(
+        f"non-finite loss at step {step} (group: {groups}); the run stopped and its last good epoch "
+        f"checkpoint (last.pt) is kept: lower lr, check the data, then run again to resume")
+
+
+def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cache_dir=None, force: bool = False,
+          quiet: bool = False, stop_after_epoch: int | None = None) -> dict:
+    """Train one run and return its record; a finished run is read back, not retrained (unless ``force``).
+
+    ``stop_after_epoch`` (for tests) stops the process as if it were killed after that epoch's
+    checkpoint, leaving a resumable run.
+    """
+    from tqdm.auto import tqdm
+
+    folder = store.run_dir(results_dir, config.dataset, config.variant, config.ablation, config.seed)
+    if store.is_finished(folder) and not force:
+        return store.read_record(folder)
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(results_dir) / ".cache"
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    prepared = prepare(config, cache_dir, device)
+    data, net = prepared.data, prepared.network
+    ref_record, ref_train = (_reference(config, results_dir, cache_dir, prepared, device, quiet)
+                             if config.needs_reference else (None, None))
+    if ref_train is not None:  # the reference's own copy stays frozen; the run trains `net`
+        ref_train = ref_train.to(device)
+
+    objective = Objective(config, data.privileged, len(data.label_names))
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    draws = torch.Generator(device="cpu").manual_seed(config.seed)
+    state = dict(epoch=0, best=-float("inf"), best_epoch=-1, bad_epochs=0, steps=[], epochs=[])
+    folder.mkdir(parents=True, exist_ok=True)
+    if force:
+        (folder / "last.pt").unlink(missing_ok=True)
+    if (folder / "last.pt").exists():  # resume a run that was stopped
+        saved = torch.load(folder / "last.pt", weights_only=False)
+        net.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        objective.load_state_dict(saved["objective"])
+        draws.set_state(saved["draws"])
+        state = saved["state"]
+
+    x_train, y_train = prepared.features["train"], prepared.labels["train"]
+    n = len(y_train)
+    bar = tqdm(range(state["epoch"], config.epochs), desc=config.run_name, disable=quiet, leave=False)
+    for epoch in bar:
+        net.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+        for idx in order.split(config.batch_size):
+            x = x_train[idx].to(device, torch.float32)
+            y = y_train[idx].to(device)
+            ref = ref_train[idx.to(device)] if ref_train is not None else None
+            total, diag = objective.step(net(x), y, ref, draws)
+            _check_finite(diag, total, len(state["steps"]))
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            state["steps"].append(dict(step=len(state["steps"]), epoch=epoch, loss=float(total.detach()),
+                                       grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"], **diag))
+        val = group_metrics(predict(net, prepared.features["val"], device), prepared.labels["val"],
+                            data.privileged)
+        score = val[SELECTION_METRIC[0]][SELECTION_METRIC[1]]
+        state["epochs"].append(dict(epoch=epoch, **{f"val.{g}.{m}": v for g, d in val.items() for m, v in d.items()}))
+        if score > state["best"]:
+            state.update(best=score, best_epoch=epoch, bad_epochs=0)
+            store.save_checkpoint(folder / "best.safetensors", net.state_dict())
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        bar.set_postfix(val_mAP=f"{score:.4f}", best=state["best_epoch"])
+        stop = state["bad_epochs"] >= config.patience
+        if stop:
+            state["epoch"] = config.epochs
+        store.atomic_write(folder / "last.pt", lambda f: torch.save(
+            dict(network=net.state_dict(), optimizer=optimizer.state_dict(), objective=objective.state_dict(),
+                 draws=draws.get_state(), state=state), f))
+        if stop_after_epoch is not None and epoch == stop_after_epoch:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
+        if stop:
+            break
+    bar.close()
+
+    tensors, _ = store.load_checkpoint(folder / "best.safetensors")
+    net.load_state_dict(tensors)
+    test = group_metrics(predict(net, prepared.features["test"], device), prepared.labels["test"],
+                         data.privileged, per_label=True)
+    val_best = group_metrics(predict(net, prepared.features["val"], device), prepared.labels["val"],
+                             data.privileged)
+    store.save_history(folder / "steps.jsonl", state["steps"])
+    store.save_history(folder / "epochs.jsonl", state["epochs"])
+    record = dict(
+        status=store.FINISHED, run_name=config.run_name, run_dir=folder.relative_to(results_dir).as_posix(),
+        config=config.to_dict(),
+        data=data.describe(), backbone=prepared.backbone, environment=store.environment_info(),
+        reference=ref_record["run_dir"] if ref_record else None, best_epoch=state["best_epoch"],
+        epochs_run=len(state["epochs"]), steps_run=len(state["steps"]), selection_metric="val.overall.mAP",
+        validation=val_best, test=test,
+        timings=dict(seconds=time.perf_counter() - started, device=str(device)),
+    )
+    store.write_record(folder, record)
+    (folder / "last.pt").unlink(missing_ok=True)
+    return record

@@ -1,0 +1,140 @@
+"""The trainer: determinism, resume, reuse, the reference on demand, NaN handling, every method."""
+
+import math
+
+import pytest
+import torch
+
+from fairpo import store
+from fairpo import train as T
+from fairpo.config import ABLATIONS, RunConfig
+from fairpo.methods import Objective
+
+TINY = dict(num_train=300, num_test=200)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One backbone and feature cache for the whole module (pretraining runs once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def tiny(**changes):
+    base = dict(epochs=2, patience=5, lr=1e-3, extra=dict(TINY))
+    return RunConfig(**{**base, **changes})
+
+
+def run(config, results, cache_dir, **kw):
+    return T.train(config, results, cache_dir=cache_dir, quiet=True, **kw)
+
+
+def comparable(record):
+    return store.without_timings(record)
+
+
+def test_same_seed_gives_the_same_record(tmp_path, cache_dir):
+    a = run(tiny(variant="cpo"), tmp_path / "a", cache_dir)
+    b = run(tiny(variant="cpo"), tmp_path / "b", cache_dir)
+    assert comparable(a) == comparable(b)
+    steps_a = store.load_history(tmp_path / "a" / a["run_dir"] / "steps.jsonl")
+    steps_b = store.load_history(tmp_path / "b" / b["run_dir"] / "steps.jsonl")
+    assert steps_a.equals(steps_b)
+    c = run(tiny(variant="cpo", seed=1), tmp_path / "a", cache_dir)
+    assert c["test"] != a["test"]  # another seed is another run
+
+
+def test_interrupted_run_resumes_to_the_same_record(tmp_path, cache_dir):
+    config = tiny(variant="dpo", epochs=3)
+    whole = run(config, tmp_path / "whole", cache_dir)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "cut", cache_dir, stop_after_epoch=0)
+    folder = tmp_path / "cut" / whole["run_dir"]
+    assert (folder / "last.pt").exists() and not store.is_finished(folder)
+    resumed = run(config, tmp_path / "cut", cache_dir)
+    assert comparable(resumed) == comparable(whole)
+    assert not (folder / "last.pt").exists()
+
+
+def test_finished_run_is_reused_not_retrained(tmp_path, cache_dir, monkeypatch):
+    first = run(tiny(variant="bce"), tmp_path, cache_dir)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(T, "prepare", no_training)
+    assert run(tiny(variant="bce"), tmp_path, cache_dir) == first
+    with pytest.raises(AssertionError, match="retrained"):
+        run(tiny(variant="bce"), tmp_path, cache_dir, force=True)
+
+
+def test_fairpo_starts_from_its_reference_trained_on_demand(tmp_path, cache_dir):
+    record = run(tiny(variant="dpo"), tmp_path, cache_dir)
+    assert record["reference"] == "digits/bce/seed0"
+    assert store.is_finished(tmp_path / "digits" / "bce" / "seed0")
+    steps = store.load_history(tmp_path / record["run_dir"] / "steps.jsonl")
+    # at the first step the model *is* its reference: every hinge is inactive, L_N is exactly 0
+    assert steps.loc[0, "loss_N"] == 0.0 and steps.loc[0, "active_rate"] == 0.0
+    assert steps["loss_N"].iloc[1:].max() > 0  # and it is a real constraint once the model moves
+
+
+def test_reference_with_another_label_split_is_refused(tmp_path, cache_dir):
+    run(tiny(variant="bce", privileged=(8, 9)), tmp_path, cache_dir)
+    with pytest.raises(ValueError, match="different privileged"):
+        run(tiny(variant="cpo", privileged=(7, 9)), tmp_path, cache_dir)
+
+
+def test_non_finite_loss_stops_naming_step_and_group_and_keeps_the_checkpoint(tmp_path, cache_dir, monkeypatch):
+    config = tiny(variant="cpo", epochs=3)
+    run(config.replace(variant="bce"), tmp_path, cache_dir)
+    real_step = Objective.step
+    calls = {"n": 0}
+
+    def poisoned(self, logits, labels, ref, generator):
+        calls["n"] += 1
+        total, diag = real_step(self, logits, labels, ref, generator)
+        if calls["n"] == 12:  # in the second epoch (270 train canvases / 32 = 9 steps an epoch)
+            diag["loss_P"] = math.nan
+            total = total * math.nan
+        return total, diag
+
+    monkeypatch.setattr(Objective, "step", poisoned)
+    with pytest.raises(FloatingPointError, match=r"step 11 \(group: privileged\)"):
+        run(config, tmp_path, cache_dir)
+    folder = tmp_path / "digits" / "cpo" / "seed0"
+    assert (folder / "last.pt").exists() and (folder / "best.safetensors").exists()
+    assert not store.is_finished(folder)
+
+
+@pytest.mark.parametrize("variant, ablation", [(v, "none") for v in ("bce", "focal", "gdro", "simpo")]
+                         + [("cpo", a) for a in ABLATIONS])
+def test_every_method_trains_with_its_own_objective(tmp_path, cache_dir, variant, ablation):
+    record = run(tiny(variant=variant, ablation=ablation, epochs=1), tmp_path, cache_dir)
+    steps = store.load_history(tmp_path / record["run_dir"] / "steps.jsonl")
+    assert record["status"] == "finished" and math.isfinite(record["test"]["overall"]["mAP"])
+    has_alpha = "alpha_P" in steps
+    assert has_alpha == (variant in ("gdro", "cpo", "simpo") and ablation != "global")
+    if ablation == "no-grpo":
+        assert (steps["alpha_P"] == 0.5).all()
+    elif has_alpha:
+        assert steps["alpha_P"].nunique() > 1
+    if ablation == "no-pref":
+        assert (steps["preference_rate"] == 0).all()
+    if ablation == "no-constraint":
+        assert "active_rate" not in steps
+    if variant in ("cpo", "simpo") and ablation not in ("no-pref",):
+        assert steps["preference_rate"].max() > 0
+
+
+def test_group_dro_weights_follow_the_larger_group_loss():
+    config = RunConfig(variant="gdro", gdro_step_size=1.0)
+    objective = Objective(config, [0], 3)
+    logits = torch.tensor([[-3.0, 2.0, 2.0]])
+    labels = torch.tensor([[1.0, 1.0, 1.0]])  # label 0 (privileged) is badly wrong
+    objective.step(logits, labels, None, None)
+    assert objective.weights.weights[0] > 0.5
+
+
+def test_dpo_without_a_reference_has_a_clear_error():
+    objective = Objective(RunConfig(variant="dpo"), [0], 3)
+    with pytest.raises(ValueError, match="ref_logits"):
+        objective.step(torch.zeros(2, 3), torch.ones(2, 3), None, None)
