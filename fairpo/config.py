@@ -99,6 +99,7 @@ class RunConfig:
     focal_gamma: float = 2.0
 
     device: str = "auto"
+    cpu_threads: int = 1  # PyTorch threads on a CPU; 0 = PyTorch's default (one per core)
     extra: dict[str, Any] = field(default_factory=dict)  # data-set options (sizes, image size, …)
 
     def __post_init__(self) -> None:
@@ -115,6 +116,7 @@ class RunConfig:
             )
         _choice("device", self.device, DEVICES)
         _check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
+        _check_range("cpu_threads", self.cpu_threads, 0, 4096, integer=True)
         if self.num_labels is not None:
             _check_range("num_labels", self.num_labels, 1, 10**6, integer=True)
         if self.dataset == "features" and self.data_root is None:

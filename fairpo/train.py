@@ -8,12 +8,14 @@ inputs fixed, so its logits are too). Early stopping watches the validation spli
 test split is evaluated once, at the best checkpoint.
 
 Run folder (``fairpo.store.run_dir``): ``record.json``, ``steps.jsonl`` (per-step history),
-``epochs.jsonl`` (per-epoch validation metrics), ``best.safetensors`` (best weights) and, while the run
-is unfinished, ``last.pt`` (everything needed to resume after a crash).
+``epochs.jsonl`` (per-epoch validation metrics), ``best.safetensors`` (best weights),
+``test_logits.safetensors`` (the test split's logits and labels at the best checkpoint) and, while the
+run is unfinished, ``last.pt`` (everything needed to resume after a crash).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -141,51 +143,85 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
           quiet: bool = False, stop_after_epoch: int | None = None) -> dict:
     """Train one run and return its record; a finished run is read back, not retrained (unless ``force``).
 
-    ``stop_after_epoch`` (for tests) stops the process as if it were killed after that epoch's
-    checkpoint, leaving a resumable run.
+    On a CPU the run uses ``config.cpu_threads`` threads: the digits model is so small that more
+    threads mostly wait on each other, and on a busy machine several threads per process can make a
+    step ten times slower. ``stop_after_epoch`` (for tests) stops the process as if it were killed
+    after that epoch's checkpoint, leaving a resumable run.
     """
-    from tqdm.auto import tqdm
-
     folder = store.run_dir(results_dir, config.dataset, config.variant, config.ablation, config.seed)
     if store.is_finished(folder) and not force:
         return store.read_record(folder)
+    threads = torch.get_num_threads()
+    if config.cpu_threads and resolve_device(config.device).type == "cpu":
+        torch.set_num_threads(config.cpu_threads)
+    try:
+        return _train(config, folder, results_dir, cache_dir, force, quiet, stop_after_epoch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, quiet, stop_after_epoch) -> dict:
+    from tqdm.auto import tqdm
+
+    rank, world = _distributed(config)
+    writer = rank == 0  # under torchrun only rank 0 writes the run folder
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(results_dir) / ".cache"
     device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     started = time.perf_counter()
+    if rank > 0:  # rank 0 builds the backbone and feature caches; the others wait, then read them
+        _barrier(world)
     prepared = prepare(config, cache_dir, device)
+    if rank == 0:
+        _barrier(world)
     data, net = prepared.data, prepared.network
     ref_record, ref_train = (_reference(config, results_dir, cache_dir, prepared, device, quiet)
                              if config.needs_reference else (None, None))
     if ref_train is not None:  # the reference's own copy stays frozen; the run trains `net`
         ref_train = ref_train.to(device)
 
-    objective = Objective(config, data.privileged, len(data.label_names))
+    objective = Objective(config, data.privileged, len(data.label_names), reduce=_mean_over_ranks if world > 1 else None)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    draws = torch.Generator(device="cpu").manual_seed(config.seed)
+    draws = torch.Generator(device="cpu").manual_seed(config.seed + rank)
     state = dict(epoch=0, best=-float("inf"), best_epoch=-1, bad_epochs=0, steps=[], epochs=[])
     folder.mkdir(parents=True, exist_ok=True)
-    if force:
+    if force and writer:
         (folder / "last.pt").unlink(missing_ok=True)
+    _barrier(world)
     if (folder / "last.pt").exists():  # resume a run that was stopped
         saved = torch.load(folder / "last.pt", weights_only=False)
         net.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
         objective.load_state_dict(saved["objective"])
-        draws.set_state(saved["draws"])
+        draws.set_state(saved["draws"][rank] if isinstance(saved["draws"], list) else saved["draws"])
         state = saved["state"]
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    cuda = device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
 
     x_train, y_train = prepared.features["train"], prepared.labels["train"]
     n = len(y_train)
-    bar = tqdm(range(state["epoch"], config.epochs), desc=config.run_name, disable=quiet, leave=False)
+    bar = tqdm(range(state["epoch"], config.epochs), desc=config.run_name, disable=quiet or not writer, leave=False)
     for epoch in bar:
-        net.train()
+        model.train()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-        for idx in order.split(config.batch_size):
-            x = x_train[idx].to(device, torch.float32)
-            y = y_train[idx].to(device)
+        for batch in order.split(config.batch_size):
+            idx = batch[rank::world]  # every rank takes its share of the same global batch
+            x, y = x_train[idx], y_train[idx]
+            if cuda:
+                x, y = x.pin_memory(), y.pin_memory()
+            x = x.to(device, torch.float32, non_blocking=True)
+            y = y.to(device, non_blocking=True)
             ref = ref_train[idx.to(device)] if ref_train is not None else None
-            total, diag = objective.step(net(x), y, ref, draws)
+            with autocast():
+                logits = model(x)
+            total, diag = objective.step(logits.float(), y, ref, draws)  # losses in float32
             _check_finite(diag, total, len(state["steps"]))
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -199,7 +235,8 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
         state["epochs"].append(dict(epoch=epoch, **{f"val.{g}.{m}": v for g, d in val.items() for m, v in d.items()}))
         if score > state["best"]:
             state.update(best=score, best_epoch=epoch, bad_epochs=0)
-            store.save_checkpoint(folder / "best.safetensors", net.state_dict())
+            if writer:
+                store.save_checkpoint(folder / "best.safetensors", net.state_dict())
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
@@ -207,9 +244,12 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
         stop = state["bad_epochs"] >= config.patience
         if stop:
             state["epoch"] = config.epochs
-        store.atomic_write(folder / "last.pt", lambda f: torch.save(
-            dict(network=net.state_dict(), optimizer=optimizer.state_dict(), objective=objective.state_dict(),
-                 draws=draws.get_state(), state=state), f))
+        all_draws = _gather_states(draws.get_state(), world)
+        if writer:
+            store.atomic_write(folder / "last.pt", lambda f: torch.save(
+                dict(network=net.state_dict(), optimizer=optimizer.state_dict(), objective=objective.state_dict(),
+                     draws=all_draws if world > 1 else all_draws[0], state=state), f))
+        _barrier(world)
         if stop_after_epoch is not None and epoch == stop_after_epoch:
             raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
         if stop:
@@ -218,21 +258,71 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
 
     tensors, _ = store.load_checkpoint(folder / "best.safetensors")
     net.load_state_dict(tensors)
-    test = group_metrics(predict(net, prepared.features["test"], device), prepared.labels["test"],
-                         data.privileged, per_label=True)
+    test_logits = predict(net, prepared.features["test"], device)
+    test = group_metrics(test_logits, prepared.labels["test"], data.privileged, per_label=True)
     val_best = group_metrics(predict(net, prepared.features["val"], device), prepared.labels["val"],
                              data.privileged)
-    store.save_history(folder / "steps.jsonl", state["steps"])
-    store.save_history(folder / "epochs.jsonl", state["epochs"])
     record = dict(
         status=store.FINISHED, run_name=config.run_name, run_dir=folder.relative_to(results_dir).as_posix(),
         config=config.to_dict(),
-        data=data.describe(), backbone=prepared.backbone, environment=store.environment_info(),
+        data=data.describe(), backbone=prepared.backbone, environment=dict(store.environment_info(), world_size=world),
         reference=ref_record["run_dir"] if ref_record else None, best_epoch=state["best_epoch"],
         epochs_run=len(state["epochs"]), steps_run=len(state["steps"]), selection_metric="val.overall.mAP",
         validation=val_best, test=test,
         timings=dict(seconds=time.perf_counter() - started, device=str(device)),
     )
+    if rank > 0:  # each rank's own step history (α must agree across ranks), nothing else
+        store.save_history(folder / f"steps.rank{rank}.jsonl", state["steps"])
+        _barrier(world)
+        return record
+    # per-image predictions, for paired tests between methods on the same test images
+    store.save_checkpoint(folder / "test_logits.safetensors", {"logits": test_logits, "labels": prepared.labels["test"]})
+    store.save_history(folder / "steps.jsonl", state["steps"])
+    store.save_history(folder / "epochs.jsonl", state["epochs"])
     store.write_record(folder, record)
     (folder / "last.pt").unlink(missing_ok=True)
+    _barrier(world)
     return record
+
+
+# --------------------------------------------------------------------------- data parallelism
+
+
+def _distributed(config: RunConfig) -> tuple[int, int]:
+    """(rank, world size); joins the process group that ``torchrun`` describes in the environment."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if resolve_device(config.device).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _mean_over_ranks(losses: Tensor) -> Tensor:
+    """Group losses averaged over ranks, so every rank moves α identically."""
+    import torch.distributed as dist
+
+    losses = losses.detach().clone()
+    dist.all_reduce(losses)
+    return losses / dist.get_world_size()
+
+
+def _gather_states(state: Tensor, world: int) -> list[Tensor]:
+    """Every rank's counterpart-generator state, so a resumed data-parallel run redraws the same pairs."""
+    if world == 1:
+        return [state]
+    import torch.distributed as dist
+
+    states = [None] * world
+    dist.all_gather_object(states, state)
+    return states

@@ -1,0 +1,46 @@
+"""Notebook parameters: misspelt names fail, defaults resolve, values reach the configuration."""
+
+import pytest
+
+from fairpo.params import TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root
+
+DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", seed=0,
+                epochs=25, results_dir="", device="auto", privileged="", force=False, quiet=False)
+
+
+def test_defaults_give_the_default_configuration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, results = config_from_parameters(DEFAULTS, before=set())
+    assert (config.variant, config.dataset, config.privileged, config.data_root) == ("cpo", "digits", None, None)
+    assert results == tmp_path.resolve() / "results"
+
+
+def test_misspelt_parameter_is_an_error_listing_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['varient'\].*variant"):
+        config_from_parameters({**DEFAULTS, "varient": "dpo"}, before=set())
+
+
+def test_names_defined_before_the_parameters_cell_are_ignored():
+    config, _ = config_from_parameters({**DEFAULTS, "math": object()}, before={"math"})
+    assert config.variant == "cpo"
+
+
+def test_values_reach_the_configuration():
+    params = {**DEFAULTS, "variant": "dpo", "ablation": "no-grpo", "privileged": "8, nine", "seed": 2,
+              "dataset": "features", "data_root": "/data/mine", "num_labels": 5, "results_dir": "/tmp/r"}
+    config, results = config_from_parameters(params, before=set())
+    assert config.privileged == (8, "nine") and config.num_labels == 5 and config.seed == 2
+    assert config.run_name == "dpo+no-grpo" and str(results) == "/tmp/r"
+
+
+def test_invalid_values_fail_through_the_configuration():
+    with pytest.raises(ValueError, match="choose one of"):
+        config_from_parameters({**DEFAULTS, "variant": "ppo"}, before=set())
+
+
+def test_results_dir_is_the_repository_results_from_any_folder_inside_it():
+    root = find_repo_root()
+    assert root is not None and (root / "pyproject.toml").is_file()
+    assert default_results_dir(root / "notebooks") == root / "results"
+    assert default_results_dir(root) == root / "results"
+    assert set(TRAIN_PARAMETERS) == set(DEFAULTS)
