@@ -1,0 +1,79 @@
+"""Benchmark one training step on cached features: FairPO's extra cost over BCE (issue 4 target: a
+FairPO-CPO step at most 1.3× a BCE step at B=32, T=80), and the whole digits grid.
+
+    python benchmarks/bench_train.py            # step timings (seconds)
+    python benchmarks/bench_train.py --grid     # also the digits grid, 36 runs, in a scratch store
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from fairpo.config import RunConfig
+from fairpo.methods import Objective
+from fairpo.model import PerLabelHeads
+
+
+def step_time(variant: str, device: torch.device, B=32, d=768, T=80, P=16, repeats=200) -> float:
+    torch.manual_seed(0)
+    heads = PerLabelHeads(d, T).to(device)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=1e-4)
+    objective = Objective(RunConfig(variant=variant), list(range(T - P, T)), T)
+    x = torch.randn(B, d, device=device)
+    y = (torch.rand(B, T, device=device) < 0.1).float()
+    ref = torch.randn(B, T, device=device)
+    draws = torch.Generator().manual_seed(0)
+
+    def step():
+        total, _ = objective.step(heads(x), y, ref, draws)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(heads.parameters(), 1.0)
+        optimizer.step()
+
+    for _ in range(10):
+        step()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--grid", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (training's default is 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"device {device}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print("one step on cached features (heads d=768, T=80, |P|=16, B=32), median ms:")
+    base = step_time("bce", device)
+    for variant in ("bce", "focal", "gdro", "dpo", "simpo", "cpo"):
+        t = step_time(variant, device) if variant != "bce" else base
+        print(f"  {variant:6} {t * 1e3:7.3f} ms   {t / base:5.2f}x BCE")
+    if args.grid:
+        from fairpo.reproduce import run_grid
+
+        with tempfile.TemporaryDirectory() as results:
+            start = time.perf_counter()
+            records = run_grid("digits", (0, 1, 2), results, jobs=args.jobs, via="python", quiet=True)
+            print(f"digits grid: {len(records)} runs in {time.perf_counter() - start:.0f} s with {args.jobs} jobs "
+                  f"(including the backbone pretraining and feature caches)")
+
+
+if __name__ == "__main__":
+    main()
