@@ -25,7 +25,7 @@ PAPER_BACKBONE = "google/vit-base-patch16-224"
 DIGITS_BACKBONE = "digits-vit"
 DIGITS_VIT = dict(image_size=32, patch_size=8, num_channels=1, hidden_size=64, num_hidden_layers=4,
                   num_attention_heads=4, intermediate_size=128)
-"""A ViT small enough to pretrain and run on a 2-core CPU in seconds: 16 patches of 8×8 px, width 64."""
+"""A ViT small enough to pretrain and run on a 2-core CPU in seconds — 16 patches of 8×8 px, width 64."""
 DIGITS_PRETRAIN = dict(epochs=6, batch_size=128, lr=2e-3, num_images=4000, seed=0)
 
 

@@ -27,7 +27,7 @@ _STORAGE_DTYPES = {torch.float32: np.float32, torch.float16: np.float16}
 class FeatureDataset(Dataset):
     """Precomputed inputs and their labels: yields ``(features[indices[i]], labels[i])``.
 
-    features: (M, *feature_shape), any dtype (often a memory-mapped float16 or float32 cache);
+    features: ``(M, *feature_shape)``, any dtype (often a memory-mapped float16 or float32 cache);
     labels: (N, T) 0/1; indices: (N,) rows of ``features`` this dataset sees (default: all, N = M).
     The view through ``indices`` lets a training and a validation split share one cache of the
     file-level split they were carved from, without copying it. Items come out as ``dtype``
@@ -104,14 +104,14 @@ def cached_features(dataset: Dataset, encoder: nn.Module, *, key: dict[str, Any]
                     num_workers: int = 0, in_memory: bool = False) -> Tensor:
     """``encoder`` applied to every input of ``dataset``, from disk if this key was computed before.
 
-    dataset: yields ``(x, y)``; only x is encoded. encoder: a frozen module, (B, *input) ->
-    (B, *feature_shape), e.g. (B, d) or (B, tokens, d); it runs in eval mode under ``no_grad`` and
+    dataset: yields ``(x, y)``; only x is encoded. encoder: a frozen module, ``(B, *input)`` ->
+    ``(B, *feature_shape)``, e.g. (B, d) or (B, tokens, d); it runs in eval mode under ``no_grad`` and
     its training flag is restored afterwards. key: what determines the features (data set, split,
     backbone id, trained blocks, resolution, …); the storage dtype, the dataset length and, when the
     dataset offers one, a fingerprint of its content are added, so a changed key or a changed data
     set rebuilds. dtype: storage, float32 or float16 (half the disk at GPU scale).
 
-    Returns (N, *feature_shape) in ``dtype``, memory-mapped copy-on-write from
+    Returns ``(N, *feature_shape)`` in ``dtype``, memory-mapped copy-on-write from
     ``cache_dir/<hash>.npy`` (writes to it never reach the file), or read whole into memory with
     ``in_memory`` (one sequential read; shuffled epochs then never wait on the disk, should the OS
     have dropped the file from its page cache). A ``<hash>.json`` beside it records the key.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VARIANTS = ("bce", "focal", "gdro", "dpo", "simpo", "cpo")
-"""Methods of Tables 1–2: three baselines, then FairPO with each preference loss."""
+"""Methods of Tables 1–2 — three baselines, then FairPO with each preference loss."""
 
 FAIRPO_VARIANTS = ("dpo", "simpo", "cpo")
 BASELINES = ("bce", "focal", "gdro")

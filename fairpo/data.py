@@ -33,7 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from fairpo.cache import FeatureDataset, _digest, cached_features
 
-__all__ = ["DataBundle", "DigitsDataset", "digit_pretraining_set", "FeatureDataset", "ImageFileDataset", "ImageTransform",
+__all__ = ["BatchLoader", "DataBundle", "DigitsDataset", "digit_pretraining_set", "FeatureDataset", "ImageFileDataset", "ImageTransform",
            "TensorImageDataset", "cached_features", "load_dataset", "make_loader", "privileged_split"]
 
 logger = logging.getLogger(__name__)

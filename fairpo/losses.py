@@ -90,7 +90,7 @@ def bce(logits: Tensor, labels: Tensor) -> Tensor:
 def confusing_mask(logits: Tensor, labels: Tensor, privileged: Privileged) -> Tensor:
     """Confusing counterparts of every privileged pair (Eqs. 9–10), chosen with no gradient.
 
-    Returns a bool tensor (B, |P|, T) whose entry ``[i, a, k]`` says that label ``k`` is in the
+    Returns a bool tensor ``(B, |P|, T)`` whose entry ``[i, a, k]`` says that label ``k`` is in the
     confusing set ``S_il`` of sample ``i`` and privileged label ``l = P[a]``:
 
     - ``y_il = 1``: ``k`` is a negative scored at least as high, ``y_ik = 0 and z_ik >= z_il``;
@@ -115,7 +115,7 @@ def confusing_mask(logits: Tensor, labels: Tensor, privileged: Privileged) -> Te
 def draw_counterparts(mask: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Draw one member of each confusing set uniformly at random, for the whole batch at once.
 
-    ``mask`` (B, |P|, T) bool. Returns ``(index, nonempty)``, both (B, |P|): the drawn label index ``k``
+    ``mask`` ``(B, |P|, T)`` bool. Returns ``(index, nonempty)``, both ``(B, |P|)``: the drawn label index ``k``
     (0 where the set is empty) and whether the set is non-empty. One uniform number per pair picks the
     ``r``-th member, ``r = floor(u * |S|)``; the same generator state gives the same draws. Equals::
 

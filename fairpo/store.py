@@ -41,10 +41,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+#: The run's record (configuration, environment, metrics per group, best epoch, timings).
 RECORD_FILE = "record.json"
+#: Per-step history, one JSON object per line.
 STEP_HISTORY_FILE = "steps.jsonl"
+#: Per-epoch history (validation metrics), one JSON object per line.
 EPOCH_HISTORY_FILE = "epochs.jsonl"
+#: The best checkpoint (safetensors).
 CHECKPOINT_FILE = "best.safetensors"
+#: The record field that holds wall-clock times, the only part that changes between reruns.
 TIMINGS_KEY = "timings"
 FINISHED = "finished"
 METRIC_SECTIONS = ("test", "validation")

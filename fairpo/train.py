@@ -1,4 +1,4 @@
-"""One trainer for every method and ablation: :func:`train` turns a :class:`RunConfig` into a run record.
+"""One trainer for every method and ablation: :func:`train` turns a :class:`~fairpo.config.RunConfig` into a run record.
 
 The frozen part of the backbone runs once per data set into the feature cache; a run trains the
 backbone's last ``trainable_blocks`` blocks and the per-label heads on those cached features. FairPO
@@ -8,7 +8,8 @@ inputs fixed, so its logits are too). Early stopping watches the validation spli
 test split is evaluated once, at the best checkpoint.
 
 Run folder (``fairpo.store.run_dir``): ``record.json``, ``steps.jsonl`` (per-step history),
-``epochs.jsonl`` (per-epoch validation metrics), ``best.safetensors`` (best weights),
+``epochs.jsonl`` (per-epoch validation metrics, and the test metrics of each epoch under ``audit.``,
+logged for the reproduction audit and never used to select anything), ``best.safetensors`` (best weights),
 ``test_logits.safetensors`` (the test split's logits and labels at the best checkpoint) and, while the
 run is unfinished, ``last.pt`` (everything needed to resume after a crash).
 """
@@ -232,7 +233,12 @@ def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, quiet
         val = group_metrics(predict(net, prepared.features["val"], device), prepared.labels["val"],
                             data.privileged)
         score = val[SELECTION_METRIC[0]][SELECTION_METRIC[1]]
-        state["epochs"].append(dict(epoch=epoch, **{f"val.{g}.{m}": v for g, d in val.items() for m, v in d.items()}))
+        # test metrics of every epoch are logged for the audit (what selecting the checkpoint on the test
+        # split, as the released code does, would report); they never take part in selection
+        audit = group_metrics(predict(net, prepared.features["test"], device), prepared.labels["test"],
+                              data.privileged)
+        state["epochs"].append(dict(epoch=epoch, **{f"val.{g}.{m}": v for g, d in val.items() for m, v in d.items()},
+                                    **{f"audit.test.{g}.{m}": v for g, d in audit.items() for m, v in d.items()}))
         if score > state["best"]:
             state.update(best=score, best_epoch=epoch, bad_epochs=0)
             if writer:
