@@ -26,7 +26,7 @@ DIGITS_BACKBONE = "digits-vit"
 DIGITS_VIT = dict(image_size=32, patch_size=8, num_channels=1, hidden_size=64, num_hidden_layers=4,
                   num_attention_heads=4, intermediate_size=128)
 """A ViT small enough to pretrain and run on a 2-core CPU in seconds — 16 patches of 8×8 px, width 64."""
-DIGITS_PRETRAIN = dict(epochs=6, batch_size=128, lr=2e-3, num_images=4000, seed=0)
+DIGITS_PRETRAIN = dict(epochs=6, batch_size=128, lr=2e-3, num_images=4000, seed=0, threads=1)
 
 
 def _blocks(vit: nn.Module) -> nn.ModuleList:
@@ -110,19 +110,31 @@ def load_vit(spec: str, *, local_only: bool | None = None) -> nn.Module:
         ) from None
 
 
+def digits_backbone_id() -> str:
+    """Name of the pretrained digits backbone, hashed from its architecture and pretraining recipe, so
+    caches built on it are rebuilt whenever either changes."""
+    key = hashlib.sha256(json.dumps([DIGITS_VIT, DIGITS_PRETRAIN], sort_keys=True).encode()).hexdigest()[:16]
+    return f"{DIGITS_BACKBONE}-{key}"
+
+
 def digits_backbone(cache_dir: str | os.PathLike, *, quiet: bool = True) -> nn.Module:
     """The small digits ViT, pretrained on single-digit classification once and cached on disk."""
     from safetensors.torch import load_file, save_file
     from transformers import ViTConfig, ViTModel
 
-    key = hashlib.sha256(json.dumps([DIGITS_VIT, DIGITS_PRETRAIN], sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "backbones" / f"{DIGITS_BACKBONE}-{key}.safetensors"
+    path = Path(cache_dir) / "backbones" / f"{digits_backbone_id()}.safetensors"
     torch.manual_seed(DIGITS_PRETRAIN["seed"])
     vit = ViTModel(ViTConfig(**DIGITS_VIT), add_pooling_layer=False)
     if path.exists():
         vit.load_state_dict(load_file(path))
         return vit.eval()
-    _pretrain_on_single_digits(vit, quiet=quiet)
+    # floats depend on the thread count, so pin it: the same backbone whoever asks first
+    threads = torch.get_num_threads()
+    torch.set_num_threads(DIGITS_PRETRAIN["threads"])
+    try:
+        _pretrain_on_single_digits(vit, quiet=quiet)
+    finally:
+        torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, tmp)

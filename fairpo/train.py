@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from fairpo import store
-from fairpo.backbone import (DIGITS_BACKBONE, PAPER_BACKBONE, TrainedTop, digits_backbone, feature_size,
-                             load_vit, split_backbone)
+from fairpo.backbone import (DIGITS_BACKBONE, PAPER_BACKBONE, TrainedTop, digits_backbone, digits_backbone_id,
+                             feature_size, load_vit, split_backbone)
 from fairpo.config import RunConfig
 from fairpo.metrics import group_metrics
 from fairpo.methods import Objective
@@ -94,7 +94,8 @@ def prepare(config: RunConfig, cache_dir: str | os.PathLike, device: torch.devic
         backbone = config.backbone or (DIGITS_BACKBONE if config.dataset == "digits" else PAPER_BACKBONE)
         vit = digits_backbone(cache_dir) if backbone == DIGITS_BACKBONE else load_vit(backbone)
         encoder, top = split_backbone(vit, config.trainable_blocks)
-        key = dict(dataset=config.dataset, backbone=backbone, trainable_blocks=config.trainable_blocks,
+        backbone_id = digits_backbone_id() if backbone == DIGITS_BACKBONE else backbone
+        key = dict(dataset=config.dataset, backbone=backbone_id, trainable_blocks=config.trainable_blocks,
                    resolution=data.input_shape[-1], data_seed=data_seed)
         features = {name: cached_features(split, encoder.to(device), key=dict(key, split=name),
                                           cache_dir=Path(cache_dir) / "features", device=device)
