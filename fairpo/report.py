@@ -33,9 +33,12 @@ from fairpo import losses, store
 
 # ---------------------------------------------------------------- style
 
-PRIVILEGED_COLOR = "#D55E00"  # Okabe–Ito vermillion
-NON_PRIVILEGED_COLOR = "#0072B2"  # Okabe–Ito blue
-PRIVILEGED_MARK = "*"  # appended to a privileged label's name wherever names are printed
+#: Colour of the privileged labels in every plot (Okabe–Ito vermillion).
+PRIVILEGED_COLOR = "#D55E00"
+#: Colour of the non-privileged labels (Okabe–Ito blue).
+NON_PRIVILEGED_COLOR = "#0072B2"
+#: Appended to a privileged label's name wherever names are printed.
+PRIVILEGED_MARK = "*"
 PRIVILEGED_MARKER, NON_PRIVILEGED_MARKER = "D", "o"  # scatter shapes
 PRIVILEGED_HATCH = "//"  # bar hatching
 VARIANT_COLORS = {  # Okabe–Ito, none of them vermillion or blue (those mean P and N)
