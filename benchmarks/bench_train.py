@@ -8,15 +8,19 @@ FairPO-CPO step at most 1.3× a BCE step at B=32, T=80), and the whole digits gr
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from fairpo.config import RunConfig
-from fairpo.methods import Objective
-from fairpo.model import PerLabelHeads
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import timed  # noqa: E402  (one timing helper for every benchmark)
+
+from fairpo.config import RunConfig  # noqa: E402
+from fairpo.methods import Objective  # noqa: E402
+from fairpo.model import PerLabelHeads  # noqa: E402
 
 
 def step_time(variant: str, device: torch.device, B=32, d=768, T=80, P=16, repeats=200) -> float:
@@ -36,18 +40,7 @@ def step_time(variant: str, device: torch.device, B=32, d=768, T=80, P=16, repea
         torch.nn.utils.clip_grad_norm_(heads.parameters(), 1.0)
         optimizer.step()
 
-    for _ in range(10):
-        step()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timed(step, repeats, device)
 
 
 def main(argv=None):
