@@ -148,6 +148,25 @@ def mean_over_seeds(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------- build
 
 
+def toc_pages(toc_path: Path) -> list[str]:
+    """The documents of ``_toc.yml`` (root first), as paths without extension."""
+    import yaml
+
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("parts"))
+    walk(toc.get("chapters"))
+    return files
+
+
 def store_fingerprint(results_dir: str | os.PathLike, package_dir: str | os.PathLike) -> str:
     """Hash of what the executed notebooks read besides their own code: every run record of the store
     (timings left out, so a rerun that changed nothing keeps the hash) and the package's source."""

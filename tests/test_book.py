@@ -36,17 +36,7 @@ PARTS = ["Introduction", "Method", "Data", "Training", "Results", "Audit", "Runn
 
 
 def toc_files() -> list[str]:
-    files = [TOC["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    walk(TOC["parts"])
-    return files
+    return book.toc_pages(ROOT / "_toc.yml")
 
 
 def book_sources() -> dict[str, str]:

@@ -32,6 +32,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from fairpo.book import toc_pages
+
 ROOT = Path(__file__).resolve().parents[1]
 
 MIN_ARTICLE_CHARS = 200
@@ -131,25 +133,6 @@ def parse(path: Path) -> Page:
     page.feed(path.read_text(encoding="utf-8"))
     page.close()
     return page
-
-
-def toc_pages(toc_path: Path) -> list[str]:
-    """The documents of ``_toc.yml`` (root first), as paths without extension."""
-    import yaml
-
-    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    return files
 
 
 def is_external(url: str) -> bool:
