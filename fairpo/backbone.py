@@ -21,12 +21,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fairpo.rng import generator, private_global_rng
+
 PAPER_BACKBONE = "google/vit-base-patch16-224"
 DIGITS_BACKBONE = "digits-vit"
 DIGITS_VIT = dict(image_size=32, patch_size=8, num_channels=1, hidden_size=64, num_hidden_layers=4,
                   num_attention_heads=4, intermediate_size=128)
 """A ViT small enough to pretrain and run on a 2-core CPU in seconds — 16 patches of 8×8 px, width 64."""
-DIGITS_PRETRAIN = dict(epochs=6, batch_size=128, lr=2e-3, num_images=4000, seed=0, threads=1)
+DIGITS_PRETRAIN = dict(epochs=6, batch_size=128, lr=2e-3, num_images=4000, seed=0, threads=1, streams="rng-v2")
+"""The pretraining recipe; ``streams`` names the version of its random streams (``fairpo.rng``), so a
+change of stream gives the backbone a new id and a new cache."""
 
 
 def _blocks(vit: nn.Module) -> nn.ModuleList:
@@ -101,7 +105,8 @@ def load_vit(spec: str, *, local_only: bool | None = None) -> nn.Module:
     if local_only is None:
         local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
     try:
-        return ViTModel.from_pretrained(spec, add_pooling_layer=False, local_files_only=local_only)
+        with private_global_rng("vit", spec):  # initialised, then overwritten by the stored weights
+            return ViTModel.from_pretrained(spec, add_pooling_layer=False, local_files_only=local_only)
     except OSError as err:
         raise FileNotFoundError(
             f"cannot load the backbone {spec!r}: no local copy and no download ({err.__class__.__name__}). "
@@ -123,18 +128,20 @@ def digits_backbone(cache_dir: str | os.PathLike, *, quiet: bool = True) -> nn.M
     from transformers import ViTConfig, ViTModel
 
     path = Path(cache_dir) / "backbones" / f"{digits_backbone_id()}.safetensors"
-    torch.manual_seed(DIGITS_PRETRAIN["seed"])
-    vit = ViTModel(ViTConfig(**DIGITS_VIT), add_pooling_layer=False)
-    if path.exists():
-        vit.load_state_dict(load_file(path))
-        return vit.eval()
-    # floats depend on the thread count, so pin it: the same backbone whoever asks first
-    threads = torch.get_num_threads()
-    torch.set_num_threads(DIGITS_PRETRAIN["threads"])
-    try:
-        _pretrain_on_single_digits(vit, quiet=quiet)
-    finally:
-        torch.set_num_threads(threads)
+    # transformers initialises modules from torch's global generator: give it a private, seeded one,
+    # so building (or not building) the backbone never shifts any other stream of the process
+    with private_global_rng("digits-backbone", DIGITS_PRETRAIN["seed"]):
+        vit = ViTModel(ViTConfig(**DIGITS_VIT), add_pooling_layer=False)
+        if path.exists():
+            vit.load_state_dict(load_file(path))
+            return vit.eval()
+        # floats depend on the thread count, so pin it: the same backbone whoever asks first
+        threads = torch.get_num_threads()
+        torch.set_num_threads(DIGITS_PRETRAIN["threads"])
+        try:
+            _pretrain_on_single_digits(vit, quiet=quiet)
+        finally:
+            torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, tmp)
@@ -155,7 +162,7 @@ def _pretrain_on_single_digits(vit: nn.Module, *, quiet: bool) -> None:
     batches = -(-len(images) // cfg["batch_size"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg["lr"], total_steps=cfg["epochs"] * batches,
                                                    pct_start=0.1)
-    order_gen = torch.Generator().manual_seed(cfg["seed"])
+    order_gen = generator("digits-backbone", cfg["seed"], "order")
     vit.train()
     for epoch in range(cfg["epochs"]):
         for idx in torch.randperm(len(images), generator=order_gen).split(cfg["batch_size"]):

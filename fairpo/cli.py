@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from fairpo.config import ABLATIONS, DATASETS, VARIANTS
+from fairpo.config import ABLATIONS, DATASETS, INITS, SELECTIONS, VARIANTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("--data-root", default=None)
     one.add_argument("--variant", default="cpo", choices=VARIANTS)
     one.add_argument("--ablation", default="none", choices=ABLATIONS)
+    one.add_argument("--init", default="fresh", choices=INITS,
+                     help="FairPO only: start from fresh heads (released code) or a copy of the reference")
+    one.add_argument("--selection", default="overall", choices=SELECTIONS,
+                     help="validation mAP that selects the best epoch: overall or privileged")
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--epochs", type=int, default=None)
     one.add_argument("--results-dir", default="results")
@@ -51,7 +55,7 @@ def main(argv=None) -> int:
     from fairpo.train import train
 
     config = RunConfig(dataset=args.dataset, data_root=args.data_root, variant=args.variant,
-                       ablation=args.ablation, seed=args.seed, **extra)
+                       ablation=args.ablation, init=args.init, selection=args.selection, seed=args.seed, **extra)
     record = train(config, args.results_dir, force=args.force)
     print(f"{record['run_dir']}: test mAP privileged {record['test']['privileged']['mAP']:.4f}, "
           f"non-privileged {record['test']['non_privileged']['mAP']:.4f}")

@@ -1,6 +1,6 @@
 """FairPO's losses as pure functions on logits.
 
-Notation (``DESIGN.md``, "Method, pinned down"): logits ``z`` (B, T), scores ``m = sigmoid(z)``,
+Notation (the book's notation page): logits ``z`` (B, T), scores ``m = sigmoid(z)``,
 labels ``y`` in {0, 1}, privileged labels ``P`` (the rest ``N``), frozen reference logits ``zr``.
 Everything is computed in logit space (``log m = logsigmoid(z)``), so no score is ever clamped, and
 everything is batched: no Python loop over samples, labels or pairs. ``tests/reference.py`` holds the

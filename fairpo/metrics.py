@@ -265,6 +265,14 @@ def sample_f1(preds: Tensor, labels: Tensor, empty: EmptyConvention = "one") -> 
     return _mean_f1(per_sample_f1(preds, truth), empty)
 
 
+def dead_heads(logits: Tensor) -> list[int]:
+    """Labels whose head gives the same logit for every sample of ``logits`` (N, T): a head whose
+    narrow ReLU layer died outputs its last bias whatever the input, so its AP is the label's
+    prevalence. Equals ``[t for t in range(T) if len(set(logits[:, t].tolist())) == 1]``."""
+    spread = logits.max(dim=0).values - logits.min(dim=0).values
+    return [int(t) for t in torch.nonzero(spread == 0).flatten()]
+
+
 def accuracy(preds: Tensor, labels: Tensor) -> float:
     """Element-wise accuracy: the fraction of the N·T entries where prediction equals label.
 

@@ -26,10 +26,12 @@ class PerLabelHeads(nn.Module):
         logits[:, t] = heads[t](x).squeeze(-1)   for t in range(T)
 
     Layer ``j`` has ``weight_j`` (T, out_j, in_j) and ``bias_j`` (T, out_j), initialised like
-    ``nn.Linear`` (uniform in ±1/√in_j), each head independently.
+    ``nn.Linear`` (uniform in ±1/√in_j), each head independently, from ``generator`` when one is given
+    (the trainer always gives one: see ``fairpo.rng``).
     """
 
-    def __init__(self, in_features: int, num_labels: int, hidden: Sequence[int] = PAPER_HIDDEN) -> None:
+    def __init__(self, in_features: int, num_labels: int, hidden: Sequence[int] = PAPER_HIDDEN,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         if in_features < 1 or num_labels < 1 or any(h < 1 for h in hidden):
             raise ValueError(
@@ -42,13 +44,13 @@ class PerLabelHeads(nn.Module):
             nn.Parameter(torch.empty(num_labels, out, inp)) for inp, out in zip(sizes[:-1], sizes[1:])
         )
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(num_labels, out)) for out in sizes[1:])
-        self.reset_parameters()
+        self.reset_parameters(generator)
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for weight, bias in zip(self.weights, self.biases):
             bound = 1.0 / math.sqrt(weight.shape[-1])
-            nn.init.uniform_(weight, -bound, bound)
-            nn.init.uniform_(bias, -bound, bound)
+            nn.init.uniform_(weight, -bound, bound, generator=generator)
+            nn.init.uniform_(bias, -bound, bound, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, in_features) -> logits (B, T)."""

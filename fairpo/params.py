@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from fairpo.config import RunConfig
 
-TRAIN_PARAMETERS = ("dataset", "data_root", "num_labels", "variant", "ablation", "seed", "epochs",
+TRAIN_PARAMETERS = ("dataset", "data_root", "num_labels", "variant", "ablation", "init", "selection", "seed", "epochs",
                     "results_dir", "device", "privileged", "force", "quiet")
 
 
@@ -37,7 +37,7 @@ def config_from_parameters(namespace: Mapping[str, Any], before: set[str]) -> tu
 
     ``namespace`` is the notebook's ``globals()``; ``before`` the names that existed before the
     parameters cell. Empty strings and 0 mean "default" for ``data_root``, ``num_labels``,
-    ``privileged`` and ``results_dir``.
+    ``privileged``, ``epochs`` (the data set's profile) and ``results_dir``.
     """
     new = {name for name in set(namespace) - set(before) if not name.startswith("_")}
     unknown = sorted(new - set(TRAIN_PARAMETERS))
@@ -48,7 +48,8 @@ def config_from_parameters(namespace: Mapping[str, Any], before: set[str]) -> tu
     if privileged:
         privileged = tuple(int(x) if x.lstrip("-").isdigit() else x for x in privileged)
     config = RunConfig(dataset=p["dataset"], data_root=p["data_root"] or None, num_labels=p["num_labels"] or None,
-                       variant=p["variant"], ablation=p["ablation"], seed=p["seed"], epochs=p["epochs"],
+                       variant=p["variant"], ablation=p["ablation"], init=p["init"], selection=p["selection"],
+                       seed=p["seed"], epochs=p["epochs"] or None,
                        device=p["device"], privileged=privileged)
     results_dir = Path(p["results_dir"]) if p["results_dir"] else default_results_dir()
     return config, results_dir

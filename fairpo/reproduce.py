@@ -26,14 +26,20 @@ TABLE_METHODS = [(v, "none") for v in (*BASELINES, *FAIRPO_VARIANTS)]
 """Rows of Tables 1–2."""
 ABLATION_METHODS = [("cpo", a) for a in ABLATIONS if a != "none"]
 """Rows of Tables 3–4 (besides full FairPO-CPO)."""
+BEYOND_METHODS = [("cpo", "none", "reference")]
+"""Rows beyond the paper: FairPO-CPO started from a copy of its reference (``init="reference"``)."""
 
 
 def grid_configs(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), *,
                  methods: Iterable[tuple[str, str]] | None = None, **overrides) -> list[RunConfig]:
-    """One validated configuration per (method, seed), references (``bce``) first."""
-    methods = list(methods) if methods is not None else TABLE_METHODS + ABLATION_METHODS
-    configs = [RunConfig(dataset=dataset, variant=v, ablation=a, seed=int(s), **overrides)
-               for v, a in methods for s in seeds]
+    """One validated configuration per (method, seed), references (``bce``) first.
+
+    A method is ``(variant, ablation)`` or ``(variant, ablation, init)``.
+    """
+    methods = list(methods) if methods is not None else TABLE_METHODS + ABLATION_METHODS + BEYOND_METHODS
+    configs = [RunConfig(dataset=dataset, variant=m[0], ablation=m[1], init=m[2] if len(m) > 2 else "fresh",
+                         seed=int(s), **overrides)
+               for m in methods for s in seeds]
     return sorted(configs, key=lambda c: c.variant != "bce")
 
 
@@ -54,10 +60,11 @@ def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bo
     import papermill
 
     results_dir = Path(results_dir).resolve()
-    folder = store.run_dir(results_dir, config.dataset, config.variant, config.ablation, config.seed)
+    folder = store.run_dir_of(results_dir, config)
     folder.mkdir(parents=True, exist_ok=True)
     params = dict(dataset=config.dataset, data_root=config.data_root or "", num_labels=config.num_labels or 0,
-                  variant=config.variant, ablation=config.ablation, seed=config.seed, epochs=config.epochs,
+                  variant=config.variant, ablation=config.ablation, init=config.init, selection=config.selection,
+                  seed=config.seed, epochs=config.epochs,
                   results_dir=str(results_dir), device=config.device,
                   privileged=",".join(map(str, config.privileged or ())), quiet=True)
     out = folder / "train.ipynb"
@@ -75,8 +82,7 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     configs = grid_configs(dataset, seeds, methods=methods, **overrides)  # validates before any work
-    pending = [c for c in configs
-               if not store.is_finished(store.run_dir(results_dir, c.dataset, c.variant, c.ablation, c.seed))]
+    pending = [c for c in configs if not store.is_finished(store.run_dir_of(results_dir, c))]
     references = [c for c in pending if c.variant == "bce"]
     others = [c for c in pending if c.variant != "bce"]
     from tqdm.auto import tqdm

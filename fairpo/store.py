@@ -1,6 +1,6 @@
 """The run store: one folder per run, written atomically, read by the results notebooks.
 
-Layout: ``<results_dir>/<dataset>/<variant>[+<ablation>]/seed<k>/`` holding
+Layout: ``<results_dir>/<dataset>/<variant>[+<ablation>][+from-reference]/seed<k>/`` holding
 
 - ``record.json`` (:data:`RECORD_FILE`): configuration, environment, test and validation metrics per
   group, best epoch, ``"status"`` (``"finished"`` once the run is complete) and timings;
@@ -55,6 +55,7 @@ FINISHED = "finished"
 METRIC_SECTIONS = ("test", "validation")
 ID_COLUMNS = ("dataset", "variant", "ablation", "seed")
 NO_ABLATION = "none"
+FROM_REFERENCE = "from-reference"
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -77,10 +78,12 @@ def run_dir(
     variant: str,
     ablation: str | None,
     seed: int,
+    init: str = "fresh",
 ) -> Path:
-    """``<results_dir>/<dataset>/<variant>[+<ablation>]/seed<seed>``.
+    """``<results_dir>/<dataset>/<variant>[+<ablation>][+from-reference]/seed<seed>``.
 
-    ``ablation`` None or ``"none"`` adds no suffix. Names may not contain path separators, and the
+    ``ablation`` None or ``"none"`` adds no suffix; ``init="reference"`` (a FairPO run that starts from
+    a copy of its reference) adds ``+from-reference``. Names may not contain path separators, and the
     variant and ablation may not contain ``+`` (the separator), so :func:`parse_run_dir` inverts it.
     """
     _check_name(dataset, "dataset", "")
@@ -90,21 +93,31 @@ def run_dir(
     method = variant
     if ablation is not None and ablation != NO_ABLATION:
         method = f"{variant}+{_check_name(ablation, 'ablation', '+')}"
+    if init != "fresh":
+        method = f"{method}+{FROM_REFERENCE}"
     return Path(results_dir) / dataset / method / f"seed{int(seed)}"
 
 
-def parse_run_dir(path: str | os.PathLike) -> dict[str, Any]:
-    """Inverse of :func:`run_dir`: ``{"dataset", "variant", "ablation", "seed"}`` from a run folder.
+def run_dir_of(results_dir: str | os.PathLike, config) -> Path:
+    """The run folder of a :class:`fairpo.config.RunConfig`."""
+    return run_dir(results_dir, config.dataset, config.variant, config.ablation, config.seed, init=config.init)
 
-    ``ablation`` is ``"none"`` for a run without one (a string, so pandas groups it).
+
+def parse_run_dir(path: str | os.PathLike) -> dict[str, Any]:
+    """Inverse of :func:`run_dir`: ``{"dataset", "variant", "ablation", "seed", "init"}`` from a run folder.
+
+    ``ablation`` is the folder's *arm* — everything after the variant: ``"no-grpo"``,
+    ``"from-reference"``, ``"no-grpo+from-reference"``, or ``"none"`` for a plain run (a string, so
+    pandas groups it); ``init`` is ``"reference"`` when the arm ends in ``from-reference``.
     """
     path = Path(path)
     seed_part, method, dataset = path.name, path.parent.name, path.parent.parent.name
     if not seed_part.startswith("seed") or not seed_part[4:].isdigit():
         raise ValueError(f"not a run folder (expected .../seed<k>): {path}")
     variant, _, ablation = method.partition("+")
+    init = "reference" if ablation.split("+")[-1] == FROM_REFERENCE else "fresh"
     return {"dataset": dataset, "variant": variant, "ablation": ablation or NO_ABLATION,
-            "seed": int(seed_part[4:])}
+            "seed": int(seed_part[4:]), "init": init}
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -395,8 +408,10 @@ def collect_records(results_dir: str | os.PathLike) -> pd.DataFrame:
 
     Columns: ``dataset``, ``variant``, ``ablation`` (``"none"`` without one), ``seed`` (taken from
     the folder names), then every scalar under the record's ``"test"`` and ``"validation"``
-    sections flattened with dots (``test.privileged.mAP``), and ``best_epoch`` when recorded. Rows
-    are sorted by the id columns; unfinished runs are left out.
+    sections flattened with dots (``test.privileged.mAP``), and, when recorded, ``best_epoch``,
+    ``epochs_run``, ``stopped`` (``patience`` or ``budget``), ``init`` and ``dead_heads`` (how many
+    labels' heads output a constant on the test split). Rows are sorted by the id columns; unfinished
+    runs are left out.
     """
     rows = []
     for record_path in sorted(Path(results_dir).glob(f"*/*/seed*/{RECORD_FILE}")):
@@ -412,8 +427,11 @@ def collect_records(results_dir: str | os.PathLike) -> pd.DataFrame:
         for section in METRIC_SECTIONS:
             if section in record:
                 _flatten(section, record[section], row)
-        if "best_epoch" in record:
-            row["best_epoch"] = record["best_epoch"]
+        for key in ("best_epoch", "epochs_run", "stopped"):
+            if key in record:
+                row[key] = record[key]
+        if "dead_heads" in record:
+            row["dead_heads"] = len(record["dead_heads"])
         rows.append(row)
     frame = pd.DataFrame.from_records(rows)
     if frame.empty:

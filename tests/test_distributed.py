@@ -1,7 +1,9 @@
 """Data parallelism with two CPU processes (gloo), as `torchrun --nproc_per_node 2` would run it."""
 
+import math
 import os
 import socket
+import statistics
 
 import pytest
 import torch.multiprocessing as mp
@@ -40,6 +42,17 @@ def runs(tmp_path_factory):
     return base, single
 
 
+@pytest.fixture(scope="module")
+def seed_spread(runs):
+    """Seed-to-seed standard deviation of each group's test mAP for this configuration (seeds 0-3)."""
+    base, single = runs
+    cache = base / "cache"
+    records = [single] + [train(RunConfig(**CONFIG, seed=s), base / "single", cache_dir=cache, quiet=True)
+                          for s in (1, 2, 3)]
+    return {g: statistics.stdev(r["test"][g]["mAP"] for r in records)
+            for g in ("privileged", "non_privileged", "overall")}
+
+
 def test_every_rank_holds_the_same_group_weights(runs):
     base, single = runs
     folder = base / "ddp" / single["run_dir"]
@@ -50,11 +63,14 @@ def test_every_rank_holds_the_same_group_weights(runs):
     assert (rank0["loss_P"] != rank1["loss_P"]).any()  # the ranks did see different halves of each batch
 
 
-def test_data_parallel_record_matches_a_single_process_within_tolerance(runs):
+def test_data_parallel_record_matches_a_single_process_within_seed_spread(runs, seed_spread):
     base, single = runs
     ddp = store.read_record(base / "ddp" / single["run_dir"])
     assert ddp["status"] == "finished" and ddp["environment"]["world_size"] == 2
     assert ddp["data"] == single["data"] and ddp["steps_run"] == single["steps_run"]
     for group in ("privileged", "non_privileged", "overall"):
-        # same data, same global batches, same averaged gradients; only the counterpart draws differ
-        assert abs(ddp["test"][group]["mAP"] - single["test"][group]["mAP"]) < 0.03
+        # same data, same initial weights, same global batches, same averaged gradients; only the
+        # counterpart draws differ (one stream per rank), a smaller change than another seed. The
+        # difference of two runs with seed spread s has spread s·√2: allow four of those.
+        tolerance = 4 * math.sqrt(2) * seed_spread[group]
+        assert abs(ddp["test"][group]["mAP"] - single["test"][group]["mAP"]) <= tolerance, (group, tolerance)

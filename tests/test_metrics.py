@@ -360,3 +360,11 @@ def test_one_batch_equals_dataset_level():
     for group in dataset:
         for name in dataset[group]:
             assert batched[group][name] == pytest.approx(dataset[group][name], abs=1e-6)
+
+
+def test_dead_heads_are_the_labels_with_a_constant_logit():
+    from fairpo.metrics import dead_heads
+
+    logits = torch.tensor([[0.3, -1.0, 2.0, 5.0], [0.3, -1.0, 2.5, 5.0], [0.3, -0.9, 2.0, 5.0]])
+    assert dead_heads(logits) == [0, 3]
+    assert dead_heads(torch.zeros(5, 2)) == [0, 1] and dead_heads(torch.eye(3)) == []

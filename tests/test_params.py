@@ -4,14 +4,16 @@ import pytest
 
 from fairpo.params import TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root
 
-DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", seed=0,
-                epochs=25, results_dir="", device="auto", privileged="", force=False, quiet=False)
+DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", init="fresh",
+                selection="overall", seed=0, epochs=0, results_dir="", device="auto", privileged="", force=False,
+                quiet=False)
 
 
 def test_defaults_give_the_default_configuration(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config, results = config_from_parameters(DEFAULTS, before=set())
     assert (config.variant, config.dataset, config.privileged, config.data_root) == ("cpo", "digits", None, None)
+    assert config.epochs == 80  # 0: the data set's profile
     assert results == tmp_path.resolve() / "results"
 
 
@@ -27,10 +29,12 @@ def test_names_defined_before_the_parameters_cell_are_ignored():
 
 def test_values_reach_the_configuration():
     params = {**DEFAULTS, "variant": "dpo", "ablation": "no-grpo", "privileged": "8, nine", "seed": 2,
-              "dataset": "features", "data_root": "/data/mine", "num_labels": 5, "results_dir": "/tmp/r"}
+              "dataset": "features", "data_root": "/data/mine", "num_labels": 5, "results_dir": "/tmp/r",
+              "init": "reference", "selection": "privileged", "epochs": 7}
     config, results = config_from_parameters(params, before=set())
     assert config.privileged == (8, "nine") and config.num_labels == 5 and config.seed == 2
-    assert config.run_name == "dpo+no-grpo" and str(results) == "/tmp/r"
+    assert (config.init, config.selection, config.epochs) == ("reference", "privileged", 7)
+    assert config.run_name == "dpo+no-grpo+from-reference" and str(results) == "/tmp/r"
 
 
 def test_invalid_values_fail_through_the_configuration():

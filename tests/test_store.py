@@ -49,10 +49,12 @@ def test_run_dir_naming(tmp_path):
 
 
 def test_parse_run_dir_inverts_run_dir(tmp_path):
-    for ablation, expected in [(None, "none"), ("no-fallback", "no-fallback")]:
-        folder = run_dir(tmp_path, "nuswide", "dpo", ablation, 7)
-        assert parse_run_dir(folder) == {"dataset": "nuswide", "variant": "dpo",
-                                         "ablation": expected, "seed": 7}
+    for ablation, init, arm in [(None, "fresh", "none"), ("no-fallback", "fresh", "no-fallback"),
+                                (None, "reference", "from-reference"),
+                                ("no-grpo", "reference", "no-grpo+from-reference")]:
+        folder = run_dir(tmp_path, "nuswide", "dpo", ablation, 7, init=init)
+        assert parse_run_dir(folder) == {"dataset": "nuswide", "variant": "dpo", "ablation": arm, "seed": 7,
+                                         "init": init}
 
 
 @pytest.mark.parametrize(

@@ -67,14 +67,63 @@ def test_finished_run_is_reused_not_retrained(tmp_path, cache_dir, monkeypatch):
         run(tiny(variant="bce"), tmp_path, cache_dir, force=True)
 
 
-def test_fairpo_starts_from_its_reference_trained_on_demand(tmp_path, cache_dir):
+def test_fairpo_trains_its_reference_on_demand_and_starts_fresh_by_default(tmp_path, cache_dir):
     record = run(tiny(variant="dpo"), tmp_path, cache_dir)
-    assert record["reference"] == "digits/bce/seed0"
+    assert record["reference"] == "digits/bce/seed0" and record["config"]["init"] == "fresh"
     assert store.is_finished(tmp_path / "digits" / "bce" / "seed0")
+    steps = store.load_history(tmp_path / record["run_dir"] / "steps.jsonl")
+    # fresh heads are far from the reference: the hinge on the non-privileged labels is active at once
+    assert steps.loc[0, "loss_N"] > 0 and steps.loc[0, "active_rate"] > 0.5
+
+
+def test_init_reference_starts_as_a_copy_of_the_reference(tmp_path, cache_dir):
+    record = run(tiny(variant="dpo", init="reference"), tmp_path, cache_dir)
+    assert record["run_dir"] == "digits/dpo+from-reference/seed0"
     steps = store.load_history(tmp_path / record["run_dir"] / "steps.jsonl")
     # at the first step the model *is* its reference: every hinge is inactive, L_N is exactly 0
     assert steps.loc[0, "loss_N"] == 0.0 and steps.loc[0, "active_rate"] == 0.0
     assert steps["loss_N"].iloc[1:].max() > 0  # and it is a real constraint once the model moves
+
+
+def _initial_heads(config, cache_dir):
+    prepared = T.prepare(config, cache_dir, torch.device("cpu"))
+    return {k: v.clone() for k, v in prepared.network.heads.state_dict().items()}
+
+
+def test_each_seed_and_each_family_draws_its_own_initial_heads(cache_dir):
+    bce0, bce1 = _initial_heads(tiny(variant="bce"), cache_dir), _initial_heads(tiny(variant="bce", seed=1), cache_dir)
+    focal0 = _initial_heads(tiny(variant="focal"), cache_dir)
+    cpo0, dpo0 = _initial_heads(tiny(variant="cpo"), cache_dir), _initial_heads(tiny(variant="dpo"), cache_dir)
+    assert all(torch.equal(bce0[k], focal0[k]) for k in bce0)  # baselines of a seed share their start
+    assert all(torch.equal(cpo0[k], dpo0[k]) for k in bce0)    # so do the FairPO variants
+    assert not any(torch.equal(bce0[k], bce1[k]) for k in bce0)  # another seed, other weights
+    assert not any(torch.equal(bce0[k], cpo0[k]) for k in bce0)  # fresh FairPO heads are not the reference's
+
+
+def test_a_run_does_not_depend_on_the_global_rng_or_on_what_the_cache_held(tmp_path, cache_dir):
+    warm = run(tiny(variant="cpo"), tmp_path / "warm", cache_dir)  # backbone and features already cached
+    torch.manual_seed(1234)
+    torch.rand(17)  # a disturbed global generator must not matter
+    cold = run(tiny(variant="cpo"), tmp_path / "cold", tmp_path / "empty-cache")  # pretrains in-process
+    assert comparable(warm) == comparable(cold)
+    for name in ("steps.jsonl", "epochs.jsonl"):
+        assert store.load_history(tmp_path / "warm" / warm["run_dir"] / name).equals(
+            store.load_history(tmp_path / "cold" / cold["run_dir"] / name))
+
+
+def test_records_say_whether_patience_or_the_budget_stopped_them(tmp_path, cache_dir):
+    budget = run(tiny(variant="bce", epochs=1), tmp_path / "a", cache_dir)
+    assert budget["stopped"] == "budget" and budget["epochs_run"] == 1
+    patient = run(tiny(variant="bce", epochs=50, patience=1, lr=3e-2), tmp_path / "b", cache_dir)
+    assert patient["stopped"] == "patience" and patient["epochs_run"] == patient["best_epoch"] + 2
+
+
+def test_selection_by_privileged_map_picks_the_best_privileged_epoch(tmp_path, cache_dir):
+    record = run(tiny(variant="cpo", epochs=4, selection="privileged"), tmp_path, cache_dir)
+    epochs = store.load_history(tmp_path / record["run_dir"] / "epochs.jsonl")
+    assert record["selection_metric"] == "val.privileged.mAP"
+    assert record["best_epoch"] == int(epochs["val.privileged.mAP"].idxmax())
+    assert record["validation"]["privileged"]["mAP"] == epochs["val.privileged.mAP"].max()
 
 
 def test_reference_with_another_label_split_is_refused(tmp_path, cache_dir):

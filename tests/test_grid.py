@@ -1,0 +1,27 @@
+"""The grid runner: the same records whatever the number of jobs, whichever process built the caches."""
+
+import pytest
+
+from fairpo import store
+from fairpo.reproduce import grid_configs, run_grid
+
+METHODS = [("bce", "none"), ("cpo", "none"), ("cpo", "none", "reference")]
+TINY = dict(epochs=2, extra=dict(num_train=300, num_test=200))
+
+
+def test_grid_configs_put_references_first_and_carry_the_start():
+    configs = grid_configs("digits", (0, 1), methods=METHODS, **TINY)
+    assert [c.variant for c in configs[:2]] == ["bce", "bce"]
+    assert sorted(c.run_name for c in configs[2:]) == ["cpo", "cpo", "cpo+from-reference", "cpo+from-reference"]
+
+
+@pytest.mark.slow
+def test_grid_records_do_not_depend_on_the_number_of_jobs(tmp_path):
+    # each store has its own empty cache: with two jobs, which worker pretrains the backbone is a race
+    one = run_grid("digits", (0, 1), tmp_path / "one", jobs=1, methods=METHODS, quiet=True, **TINY)
+    two = run_grid("digits", (0, 1), tmp_path / "two", jobs=2, methods=METHODS, quiet=True, **TINY)
+    assert len(one) == len(two) == 6
+    for config in grid_configs("digits", (0, 1), methods=METHODS, **TINY):
+        a, b = (store.run_dir_of(tmp_path / name, config) for name in ("one", "two"))
+        assert store.without_timings(store.read_record(a)) == store.without_timings(store.read_record(b))
+        assert store.load_history(a / "steps.jsonl").equals(store.load_history(b / "steps.jsonl"))
