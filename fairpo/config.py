@@ -49,6 +49,11 @@ enough that every run of the digits grid stops by patience, not by the budget; e
 (``stopped``)."""
 
 
+METHOD_FIELDS = ("init", "selection", "beta", "gamma", "lam", "epsilon", "group_step_size", "ema_decay",
+                 "scale_eps", "gdro_step_size", "focal_alpha", "focal_gamma")
+"""Fields that only some methods read; a BCE reference is trained with all of them at their defaults."""
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(
@@ -202,6 +207,19 @@ class RunConfig:
     def run_name(self) -> str:
         """``<variant>[+<ablation>][+from-reference]``, the run store's folder name."""
         return self.variant if self.arm == "none" else f"{self.variant}+{self.arm}"
+
+    def reference(self) -> "RunConfig":
+        """The configuration of this run's BCE reference: the same data, model and optimisation, with
+        every method-specific field at its default (a FairPO run's β or ε does not change its reference)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in METHOD_FIELDS}
+        return self.replace(variant="bce", ablation="none", **defaults)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that shapes the run's result: the configuration and, for a ``features`` data set,
+        a fingerprint of its files. A finished run is reused only for the same identity."""
+        from fairpo.data import data_fingerprint
+
+        return dict(self.to_dict(), data_fingerprint=data_fingerprint(self.dataset, self.data_root))
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A validated copy with some fields changed."""

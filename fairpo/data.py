@@ -14,6 +14,7 @@ split never takes part in model selection. The feature cache lives in :mod:`fair
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -714,6 +715,21 @@ def _load_nuswide(root: Path, seed: int, val_fraction: float, opts: dict) -> dic
 
 # ---------------------------------------------------------------------------------------------
 # features
+
+
+def data_fingerprint(name: str, root: str | os.PathLike | None) -> str | None:
+    """SHA-256 over the relative paths and bytes of every file under ``root`` for a ``features`` data
+    set (the user's files can change under the same folder name); None for the other data sets, whose
+    content is fixed by their name (digits) or too large to hash on every reuse (COCO, NUS-WIDE)."""
+    if name != "features" or root is None or not Path(root).is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _load_features(root: Path, seed: int, val_fraction: float, opts: dict) -> dict[str, Any]:

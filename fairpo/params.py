@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from fairpo.config import RunConfig
 
 TRAIN_PARAMETERS = ("dataset", "data_root", "num_labels", "variant", "ablation", "init", "selection", "seed", "epochs",
-                    "results_dir", "device", "privileged", "force", "quiet")
+                    "results_dir", "device", "privileged", "force", "force_reference", "quiet")
 
 
 def find_repo_root(start: str | Path | None = None) -> Path | None:

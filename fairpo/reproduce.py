@@ -43,19 +43,19 @@ def grid_configs(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), *,
     return sorted(configs, key=lambda c: c.variant != "bce")
 
 
-def _train_in_worker(config: RunConfig, results_dir: str, via: str, quiet: bool) -> str:
+def _train_in_worker(config: RunConfig, results_dir: str, via: str, quiet: bool, force: bool = False) -> str:
     import torch
 
     torch.set_num_threads(1)  # jobs share the cores; more threads per job only adds contention
     if via == "papermill":
-        return str(run_notebook(config, results_dir, quiet=quiet))
+        return str(run_notebook(config, results_dir, quiet=quiet, force=force))
     from fairpo.train import train
 
-    train(config, results_dir, quiet=quiet)
+    train(config, results_dir, quiet=quiet, force=force)
     return config.run_name
 
 
-def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bool = True) -> Path:
+def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bool = True, force: bool = False) -> Path:
     """Execute ``notebooks/train.ipynb`` for one configuration; the executed copy is saved in the run folder."""
     import papermill
 
@@ -66,7 +66,7 @@ def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bo
                   variant=config.variant, ablation=config.ablation, init=config.init, selection=config.selection,
                   seed=config.seed, epochs=config.epochs,
                   results_dir=str(results_dir), device=config.device,
-                  privileged=",".join(map(str, config.privileged or ())), quiet=True)
+                  privileged=",".join(map(str, config.privileged or ())), quiet=True, force=force)
     out = folder / "train.ipynb"
     papermill.execute_notebook(str(TRAIN_NOTEBOOK), str(out), parameters=params, cwd=str(TRAIN_NOTEBOOK.parent),
                                progress_bar=not quiet, log_output=False)
@@ -74,30 +74,52 @@ def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bo
 
 
 def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_dir: str | os.PathLike = "results",
-             *, jobs: int = 1, via: str = "python", quiet: bool = False,
+             *, jobs: int = 1, via: str = "python", quiet: bool = False, force: bool = False,
              methods: Iterable[tuple[str, str]] | None = None, **overrides) -> pd.DataFrame:
-    """Train every missing run of the grid and return :func:`fairpo.store.collect_records` for the data set."""
+    """Train every missing run of the grid and return :func:`fairpo.store.collect_records` for the data set.
+
+    Before any work, every run folder of the grid is checked: a finished run trained with another
+    configuration (say another epoch budget) or a damaged record is listed in one error, unless
+    ``force``, which retrains exactly those. With ``jobs > 1`` the runs go to worker processes started
+    with ``spawn``: call it from a script under ``if __name__ == "__main__":``.
+    """
     if via not in ("python", "papermill"):
         raise ValueError(f"via must be 'python' or 'papermill', got {via!r}")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     configs = grid_configs(dataset, seeds, methods=methods, **overrides)  # validates before any work
-    pending = [c for c in configs if not store.is_finished(store.run_dir_of(results_dir, c))]
+    root = configs[0].data_root if configs else None
+    if root is not None and not Path(root).is_dir():
+        raise FileNotFoundError(f"data_root {root} of the {dataset!r} data set is not a folder: give the folder "
+                                f"that holds your copy (see the book's data chapter for the layout)")
+    pending, redo, problems = [], set(), []
+    for c in configs:
+        try:
+            if store.reusable_record(store.run_dir_of(results_dir, c), c.identity()) is None:
+                pending.append(c)
+        except (store.BrokenRunError, store.StaleRunError) as err:
+            problems.append(str(err))
+            pending.append(c)
+            redo.add(c.run_name + str(c.seed))
+    if problems and not force:
+        raise ValueError(f"{len(problems)} run(s) of the grid cannot be reused:\n- " + "\n- ".join(problems)
+                         + "\nRetrain exactly these with force=True (fairpo reproduce --force).")
     references = [c for c in pending if c.variant == "bce"]
     others = [c for c in pending if c.variant != "bce"]
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pending), desc=f"grid {dataset}", disable=quiet or not pending) as bar:
         for phase in (references, others):
+            forced = [c.run_name + str(c.seed) in redo for c in phase]
             if jobs == 1:
-                for c in phase:
-                    _train_in_worker(c, str(results_dir), via, True)
+                for c, f in zip(phase, forced):
+                    _train_in_worker(c, str(results_dir), via, True, f)
                     bar.update()
                 continue
             # spawn, not fork: forking a process that already runs torch's thread pools can hang
             with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for _ in pool.map(_train_in_worker, phase, [str(results_dir)] * len(phase),
-                                  [via] * len(phase), [True] * len(phase)):
+                                  [via] * len(phase), [True] * len(phase), forced):
                     bar.update()
     records = store.collect_records(results_dir)
     if records.empty:

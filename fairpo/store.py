@@ -337,12 +337,57 @@ def write_record(folder: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     return atomic_write_json(Path(folder) / RECORD_FILE, record)
 
 
+class BrokenRunError(ValueError):
+    """A run folder whose record cannot be read: the message names the file and the remedy."""
+
+
+class StaleRunError(ValueError):
+    """A finished run that was trained with another configuration than the one asked for."""
+
+
+RETRAIN_HINT = ("retrain it with force=True (fairpo train --force; papermill -p force True; "
+                "fairpo reproduce --force), or use another results_dir")
+
+IDENTITY_EXCLUDED = ("device", "cpu_threads")
+"""Configuration fields that do not shape a run's result (where and how fast it runs), so a finished
+run is reused whatever they are."""
+
+
 def read_record(folder: str | os.PathLike) -> dict | None:
-    """The run's record, or None if it has none yet (a damaged record raises)."""
+    """The run's record, or None if it has none yet; a damaged record raises :class:`BrokenRunError`."""
     path = Path(folder) / RECORD_FILE
     if not path.is_file():
         return None
-    return read_json(path)
+    try:
+        record = read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        raise BrokenRunError(f"{path} is damaged and cannot be read ({err.__class__.__name__}: {err}); "
+                             f"{RETRAIN_HINT}") from None
+    if not isinstance(record, dict):
+        raise BrokenRunError(f"{path} does not hold a run record (a JSON object); {RETRAIN_HINT}")
+    return record
+
+
+def identity_differences(stored: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
+    """``"field: stored X, asked Y"`` for every field of two run identities that differs (fields in
+    :data:`IDENTITY_EXCLUDED` left out)."""
+    keys = sorted((set(stored) | set(asked)) - set(IDENTITY_EXCLUDED))
+    return [f"{key}: stored {stored.get(key)!r}, asked {asked.get(key)!r}"
+            for key in keys if stored.get(key) != asked.get(key)]
+
+
+def reusable_record(folder: str | os.PathLike, identity: Mapping[str, Any]) -> dict | None:
+    """The finished record in ``folder`` if it was trained with exactly ``identity`` (its configuration
+    and data fingerprint), None if the folder holds no finished run. A finished run with another identity
+    raises :class:`StaleRunError` naming each differing field and the remedy."""
+    record = read_record(folder)
+    if record is None or record.get("status") != FINISHED:
+        return None
+    differences = identity_differences(record.get("identity", record.get("config", {})), identity)
+    if differences:
+        raise StaleRunError(f"{folder} holds a finished run trained with another configuration — "
+                            + "; ".join(differences) + f". To replace it, {RETRAIN_HINT}.")
+    return record
 
 
 def is_finished(folder: str | os.PathLike) -> bool:

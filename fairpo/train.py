@@ -128,22 +128,27 @@ def predict(network: nn.Module, features: Tensor, device: torch.device, batch_si
     return torch.cat(out)
 
 
-def _reference(config: RunConfig, results_dir, cache_dir, prepared: Prepared, device, quiet) -> tuple[dict, Tensor]:
+def _reference(config: RunConfig, results_dir, cache_dir, prepared: Prepared, device, quiet,
+               force_reference: bool) -> tuple[dict, Tensor]:
     """Train (or reuse) the ``bce`` reference and return its record and its train-split logits.
 
     The reference's weights go into a frozen copy of the network; the run's own network keeps its
     fresh initialisation unless ``config.init == "reference"``, where it starts as a copy.
     """
-    ref_config = config.replace(variant="bce", ablation="none", init="fresh", selection="overall")
-    ref_record = train(ref_config, results_dir, cache_dir=cache_dir, quiet=quiet)
+    try:
+        ref_record = train(config.reference(), results_dir, cache_dir=cache_dir, quiet=quiet, force=force_reference)
+    except (store.StaleRunError, store.BrokenRunError) as err:
+        raise type(err)(f"this run's BCE reference cannot be reused: {err} For a FairPO run that means "
+                        f"force_reference=True (fairpo train --force-reference; papermill -p force_reference True)"
+                        ) from None
     mine = prepared.data.describe()
     theirs = ref_record["data"]
     for field in ("name", "label_names", "privileged"):
         if theirs.get(field) != mine.get(field):
-            raise ValueError(
-                f"the reference run in {store.run_dir(results_dir, config.dataset, 'bce', None, config.seed)} "
-                f"was trained with a different {field} ({theirs.get(field)!r}, this run has "
-                f"{mine.get(field)!r}); retrain it with force=True or use another results_dir")
+            raise store.StaleRunError(
+                f"the reference run in {Path(results_dir) / ref_record['run_dir']} was trained with a different "
+                f"{field} ({theirs.get(field)!r}, this run has {mine.get(field)!r}); retrain it with "
+                f"force_reference=True (fairpo train --force-reference) or use another results_dir")
     tensors, _ = store.load_checkpoint(Path(results_dir) / ref_record["run_dir"] / "best.safetensors")
     frozen = copy.deepcopy(prepared.network)
     frozen.load_state_dict(tensors)
@@ -163,8 +168,13 @@ def _check_finite(diagnostics: dict[str, float], total: Tensor, step: int) -> No
 
 
 def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cache_dir=None, force: bool = False,
-          quiet: bool = False, stop_after_epoch: int | None = None) -> dict:
-    """Train one run and return its record; a finished run is read back, not retrained (unless ``force``).
+          force_reference: bool = False, quiet: bool = False, stop_after_epoch: int | None = None) -> dict:
+    """Train one run and return its record.
+
+    A finished run is read back, not retrained, when it was trained with the same identity
+    (:meth:`fairpo.config.RunConfig.identity`); a finished run with another identity raises
+    :class:`fairpo.store.StaleRunError` naming the differing fields. ``force`` retrains whatever the
+    folder holds (a damaged record included); ``force_reference`` retrains a FairPO run's reference too.
 
     On a CPU the run uses ``config.cpu_threads`` threads: the digits model is so small that more
     threads mostly wait on each other, and on a busy machine several threads per process can make a
@@ -172,18 +182,21 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
     after that epoch's checkpoint, leaving a resumable run.
     """
     folder = store.run_dir_of(results_dir, config)
-    if store.is_finished(folder) and not force:
-        return store.read_record(folder)
+    if not force:
+        record = store.reusable_record(folder, config.identity())
+        if record is not None:
+            return record
     threads = torch.get_num_threads()
     if config.cpu_threads and resolve_device(config.device).type == "cpu":
         torch.set_num_threads(config.cpu_threads)
     try:
-        return _train(config, folder, results_dir, cache_dir, force, quiet, stop_after_epoch)
+        return _train(config, folder, results_dir, cache_dir, force, force_reference, quiet, stop_after_epoch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, quiet, stop_after_epoch) -> dict:
+def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, force_reference, quiet,
+           stop_after_epoch) -> dict:
     from tqdm.auto import tqdm
 
     rank, world = _distributed(config)
@@ -199,7 +212,7 @@ def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, quiet
     if rank == 0:
         _barrier(world)
     data, net = prepared.data, prepared.network
-    ref_record, ref_train = (_reference(config, results_dir, cache_dir, prepared, device, quiet)
+    ref_record, ref_train = (_reference(config, results_dir, cache_dir, prepared, device, quiet, force_reference)
                              if config.needs_reference else (None, None))
     if ref_train is not None:  # the reference's own copy stays frozen; the run trains `net`
         ref_train = ref_train.to(device)
@@ -211,8 +224,9 @@ def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, quiet
     draws = rng.generator(*stream(config, "draws", rank))
     state = dict(epoch=0, best=-float("inf"), best_epoch=-1, bad_epochs=0, steps=[], epochs=[])
     folder.mkdir(parents=True, exist_ok=True)
-    if force and writer:
-        (folder / "last.pt").unlink(missing_ok=True)
+    if force and writer:  # whatever the folder held — a finished run, a damaged one, a checkpoint — goes
+        for name in (store.RECORD_FILE, "last.pt"):
+            (folder / name).unlink(missing_ok=True)
     _barrier(world)
     if (folder / "last.pt").exists():  # resume a run that was stopped
         saved = torch.load(folder / "last.pt", weights_only=True)  # tensors and plain containers: no pickle
@@ -294,7 +308,7 @@ def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, quiet
                              data.privileged)
     record = dict(
         status=store.FINISHED, run_name=config.run_name, run_dir=folder.relative_to(results_dir).as_posix(),
-        config=config.to_dict(),
+        config=config.to_dict(), identity=config.identity(),
         data=data.describe(), backbone=prepared.backbone, environment=dict(store.environment_info(), world_size=world),
         reference=ref_record["run_dir"] if ref_record else None, best_epoch=state["best_epoch"],
         epochs_run=len(state["epochs"]), steps_run=len(state["steps"]), stopped=state["stopped"],

@@ -6,7 +6,7 @@ from fairpo.params import TRAIN_PARAMETERS, config_from_parameters, default_resu
 
 DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", init="fresh",
                 selection="overall", seed=0, epochs=0, results_dir="", device="auto", privileged="", force=False,
-                quiet=False)
+                force_reference=False, quiet=False)
 
 
 def test_defaults_give_the_default_configuration(tmp_path, monkeypatch):

@@ -126,12 +126,6 @@ def test_selection_by_privileged_map_picks_the_best_privileged_epoch(tmp_path, c
     assert record["validation"]["privileged"]["mAP"] == epochs["val.privileged.mAP"].max()
 
 
-def test_reference_with_another_label_split_is_refused(tmp_path, cache_dir):
-    run(tiny(variant="bce", privileged=(8, 9)), tmp_path, cache_dir)
-    with pytest.raises(ValueError, match="different privileged"):
-        run(tiny(variant="cpo", privileged=(7, 9)), tmp_path, cache_dir)
-
-
 def test_non_finite_loss_stops_naming_step_and_group_and_keeps_the_checkpoint(tmp_path, cache_dir, monkeypatch):
     config = tiny(variant="cpo", epochs=3)
     run(config.replace(variant="bce"), tmp_path, cache_dir)
@@ -187,3 +181,56 @@ def test_dpo_without_a_reference_has_a_clear_error():
     objective = Objective(RunConfig(variant="dpo"), [0], 3)
     with pytest.raises(ValueError, match="ref_logits"):
         objective.step(torch.zeros(2, 3), torch.ones(2, 3), None, None)
+
+
+# ---------------------------------------------------------------- a store that refuses stale results
+
+
+def test_a_finished_run_with_another_configuration_is_refused_and_force_replaces_it(tmp_path, cache_dir):
+    first = run(tiny(variant="bce"), tmp_path, cache_dir)
+    for changes, field in [(dict(epochs=3), "epochs"), (dict(privileged=(7, 9)), "privileged"),
+                           (dict(lr=5e-4), "lr"), (dict(extra=dict(TINY, num_test=150)), "extra")]:
+        with pytest.raises(store.StaleRunError, match=rf"{field}: stored .*, asked .*force=True"):
+            run(tiny(variant="bce", **changes), tmp_path, cache_dir)
+    # what does not shape the result does not count
+    assert run(tiny(variant="bce", device="cpu", cpu_threads=2), tmp_path, cache_dir) == first
+    # the advice works: force retrains with the new configuration, and the run is then reused as is
+    again = run(tiny(variant="bce", epochs=3), tmp_path, cache_dir, force=True)
+    assert again["config"]["epochs"] == 3 and again["epochs_run"] == 3
+    assert run(tiny(variant="bce", epochs=3), tmp_path, cache_dir) == again
+
+
+def test_a_damaged_record_names_its_file_and_force_retrains_it(tmp_path, cache_dir):
+    record = run(tiny(variant="bce"), tmp_path, cache_dir)
+    path = tmp_path / record["run_dir"] / store.RECORD_FILE
+    path.write_text(path.read_text()[:40])  # truncated, as by a full disk
+    with pytest.raises(store.BrokenRunError, match=rf"{path}.*force=True"):
+        run(tiny(variant="bce"), tmp_path, cache_dir)
+    assert comparable(run(tiny(variant="bce"), tmp_path, cache_dir, force=True)) == comparable(record)
+
+
+def test_a_reference_with_another_split_is_refused_and_force_reference_retrains_it(tmp_path, cache_dir):
+    run(tiny(variant="bce", privileged=(8, 9)), tmp_path, cache_dir)
+    with pytest.raises(store.StaleRunError, match="force_reference=True"):
+        run(tiny(variant="cpo", privileged=(7, 9)), tmp_path, cache_dir)
+    record = run(tiny(variant="cpo", privileged=(7, 9)), tmp_path, cache_dir, force_reference=True)
+    assert store.read_record(tmp_path / record["reference"])["data"]["privileged"] == [7, 9]
+
+
+def test_a_fairpo_run_and_its_baseline_share_one_reference_whatever_the_method_fields(tmp_path, cache_dir):
+    plain = run(tiny(variant="bce"), tmp_path, cache_dir)
+    record = run(tiny(variant="cpo", beta=0.3, epsilon=0.1, init="reference", selection="privileged"),
+                 tmp_path, cache_dir)
+    assert record["reference"] == plain["run_dir"]  # reused, not refused: β, ε, init do not shape BCE
+
+
+def test_the_grid_lists_stale_runs_before_any_work_and_force_retrains_exactly_those(tmp_path, cache_dir):
+    from fairpo.reproduce import run_grid
+
+    (tmp_path / ".cache").symlink_to(cache_dir)  # the module's backbone and features
+    grid = dict(methods=[("bce", "none")], quiet=True, extra=dict(TINY))
+    run_grid("digits", (0, 1), tmp_path, epochs=1, **grid)
+    with pytest.raises(ValueError, match=r"(?s)2 run\(s\) of the grid cannot be reused.*epochs: stored 1, asked 2"):
+        run_grid("digits", (0, 1), tmp_path, epochs=2, **grid)
+    records = run_grid("digits", (0, 1), tmp_path, epochs=2, force=True, **grid)
+    assert sorted(records["epochs_run"]) == [2, 2]
