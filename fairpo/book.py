@@ -41,6 +41,10 @@ RELEASED_BATCH_SIZE = 32
 
 BUILD_COMMAND = ("jupyter-book", "build", ".", "-W", "-n", "--keep-going")
 FINGERPRINT_FILE = Path("_build") / ".store-fingerprint"
+STAGING = Path("_build") / "staging"
+"""Where the book is built (``--path-output``; its execution cache lives there too). The HTML is copied
+to ``_build/html`` only after the build and the HTML checks pass, so a failed build publishes nothing."""
+PUBLISHED = Path("_build") / "html"
 
 
 # ---------------------------------------------------------------- measurements
@@ -200,17 +204,31 @@ def _invalidate_cache_if_changed(root: Path, results_dir: Path) -> bool:
     if marker.is_file() and marker.read_text().strip() == current:
         return False
     for stale in (".jupyter_cache", ".doctrees", "jupyter_execute"):
-        shutil.rmtree(root / "_build" / stale, ignore_errors=True)
+        shutil.rmtree(root / STAGING / "_build" / stale, ignore_errors=True)
     return True
+
+
+def publish(built: Path, published: Path) -> None:
+    """Replace ``published`` by a copy of ``built`` (the old site is removed only once the copy exists)."""
+    fresh = published.with_name(published.name + ".new")
+    old = published.with_name(published.name + ".old")
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.copytree(built, fresh)
+    if published.exists():
+        published.rename(old)
+    fresh.rename(published)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def build(*, fill_store: bool = True, check: bool = True, jobs: int = 1, quiet: bool = False) -> float:
     """Build the book from the repository root; returns the seconds the whole build took.
 
     Steps: train what the ``digits`` grid lacks (:func:`fairpo.reproduce.ensure_grid`), clear the
-    notebook cache if the store or the package changed, ``jupyter-book build . -W -n --keep-going``,
-    record the fingerprint, then ``tools/check_book.py`` on the HTML. Raises ``RuntimeError`` naming
-    the failed step.
+    notebook cache if the store or the package changed, ``jupyter-book build . -W -n --keep-going``
+    into :data:`STAGING`, record the fingerprint, ``tools/check_book.py`` on the HTML, and only then
+    publish it to ``_build/html``. Raises ``RuntimeError`` naming the failed step; a failed step leaves
+    the previously published book as it was.
     """
     root = _find_root()
     results_dir = root / "results"
@@ -224,15 +242,20 @@ def build(*, fill_store: bool = True, check: bool = True, jobs: int = 1, quiet: 
     if _invalidate_cache_if_changed(root, results_dir) and not quiet:
         print("store or package changed since the last build: notebooks will be re-executed")
     executable = Path(sys.executable).with_name("jupyter-book")
-    command = [str(executable) if executable.is_file() else BUILD_COMMAND[0], *BUILD_COMMAND[1:]]
+    staging = root / STAGING
+    built = staging / "_build" / "html"
+    shutil.rmtree(built, ignore_errors=True)  # never check or publish the pages of an earlier build
+    command = [str(executable) if executable.is_file() else BUILD_COMMAND[0], *BUILD_COMMAND[1:3],
+               "--path-output", str(staging), *BUILD_COMMAND[3:]]
     if subprocess.run(command, cwd=root, env=env).returncode != 0:
         raise RuntimeError(f"the book build failed: {' '.join(BUILD_COMMAND)} reported errors or warnings "
-                           f"(see above and _build/html/reports/)")
+                           f"(see above and {STAGING}/_build/html/reports/); nothing was published")
     # after the build: the notebooks may have added runs (the training chapter trains one)
     (root / FINGERPRINT_FILE).write_text(store_fingerprint(results_dir, root / "fairpo") + "\n")
-    if check and subprocess.run([sys.executable, str(root / "tools" / "check_book.py"),
-                                 str(root / "_build" / "html")], cwd=root).returncode != 0:
-        raise RuntimeError("the built HTML failed tools/check_book.py (see above)")
+    if check and subprocess.run([sys.executable, str(root / "tools" / "check_book.py"), str(built)],
+                                cwd=root).returncode != 0:
+        raise RuntimeError("the built HTML failed tools/check_book.py (see above); nothing was published")
+    publish(built, root / PUBLISHED)
     return time.perf_counter() - started
 
 

@@ -4,7 +4,7 @@ Two sources, one shape (:class:`Table`):
 
 - :func:`paper_table` — the paper's numbers, transcribed cell by cell from its Tables 1–4
   (Mondal, Chanda, Varmora, Ramakrishnan, *FairPO: Fair Preference Optimization for Multi-Label
-  Learning*; ``shared/paper/fairpo-paper.md``, section 4 and section 5). Numbers are facts and may be
+  Learning*, section 4 and section 5). Numbers are facts and may be
   cited; the transcription keeps what the paper prints (bold, ``Ref``, the † and ‡ marks, the
   parentheses of Tables 3–4) so the tests can check its arithmetic.
 - :func:`results_table` — ours, from :func:`fairpo.store.collect_records`: mean ± std over seeds in
@@ -100,6 +100,8 @@ Key = tuple[str, str]  # (variant, ablation)
 BCE: Key = ("bce", "none")
 FOCAL: Key = ("focal", "none")
 FULL_CPO: Key = ("cpo", "none")
+FROM_REFERENCE: Key = ("cpo", "from-reference")
+"""FairPO-CPO started from a copy of its BCE reference (``init="reference"``), a row beyond the paper."""
 
 LAYOUT_ROWS: dict[str, list[tuple[Key, str]]] = {
     "main": [
@@ -121,6 +123,10 @@ LAYOUT_ROWS: dict[str, list[tuple[Key, str]]] = {
         (FULL_CPO, "FairPO-CPO (Full)"),
         (("cpo", "neg-only"), "Only Confusing Negatives"),
         (("cpo", "no-fallback"), "w/o BCE Fallback"),
+    ],
+    "beyond": [
+        (FULL_CPO, "FairPO-CPO (Full)"),
+        (FROM_REFERENCE, "Start from the reference (not in the paper)"),
     ],
 }
 """Rows of each layout in the paper's order, as ((variant, ablation), the paper's name)."""
@@ -190,7 +196,9 @@ class Table:
     - ``test``: the test behind the marks (a key of :data:`TESTS`), None for the paper's own marks;
     - ``missing``: rows without any run; ``message``: set when there is nothing to show;
     - ``references``: values the Δ columns are taken against that are not rows of the table
-      (ablation layouts: BCE-SFT's mAP(P)); ``number``: the paper's table number, for the paper's.
+      (ablation layouts: BCE-SFT's mAP(P)); ``number``: the paper's table number, for the paper's;
+    - ``budget``: rows with a run that its epoch budget stopped (not converged); ``dead``: row → heads
+      with a constant test output, summed over its runs (ours only).
     """
 
     layout: str
@@ -210,6 +218,8 @@ class Table:
     references: dict[str, float] = field(default_factory=dict)
     number: int | None = None
     seeds: dict[str, list[int]] = field(default_factory=dict)
+    budget: list[str] = field(default_factory=list)
+    dead: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -250,6 +260,14 @@ class Table:
                          f"† p < {SIGNIFICANT}, ‡ p > {NOT_SIGNIFICANT}.")
             if self.missing:
                 text += " No runs yet for: " + ", ".join(self.missing) + "."
+            if self.budget:
+                text += (" Not converged (a run stopped by its epoch budget, not by patience): "
+                         + ", ".join(self.budget) + ".")
+            else:
+                text += " Every run stopped by patience."
+            if self.dead:
+                text += (" Heads that never learned (constant test output), summed over seeds: "
+                         + ", ".join(f"{name} {n}" for name, n in self.dead.items()) + ".")
         if self.layout == "main":
             text += " ΔmAP(P) against Focal Loss, ΔmAP(P̄) against BCE-SFT (Ref)."
         else:
@@ -310,7 +328,7 @@ def display_columns(layout: str) -> pd.MultiIndex:
 
 # ---------------------------------------------------------------- the paper's numbers
 
-# Transcribed from the paper (shared/paper/fairpo-paper.md), one row per line, cells separated by
+# Transcribed from the paper (sections 4 and 5), one row per line, cells separated by
 # "|", exactly as printed: "**x**" bold, "± s" the std, "(c)" the change in parentheses, † / ‡ marks,
 # "Ref" the reference row. The row names are the paper's, shortened in Tables 3-4 to match LAYOUT_ROWS.
 _PAPER_TEXT = {
@@ -487,6 +505,25 @@ def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)  # zero variance on both sides: scipy says NaN
         res = stats.ttest_ind(a, b, equal_var=False)
     return float(res.statistic), float(res.pvalue)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries stay NaN and are not counted).
+
+    With the m finite p-values sorted, ``p_(1) ≤ … ≤ p_(m)``, the adjusted value of the i-th is
+    ``max_{j ≤ i} min(1, (m − j + 1) · p_(j))``; rejecting where it is below α controls the chance of any
+    false claim in the family at α.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        out[index] = running
+    return out
 
 
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -711,7 +748,8 @@ def results_table(results_dir: str | os.PathLike = "results", dataset: str = "di
         ``column`` (the display column whose mark it gives), ``reference``, ``group``, ``difference``
         (percent points, the Δ shown), ``welch_t``, ``welch_p``, ``n_a``, ``n_b``, ``pairs`` (seeds
         both rows have), ``bootstrap_difference`` (mean over those pairs), ``ci_low``, ``ci_high``,
-        ``bootstrap_p``, ``mark_welch``, ``mark_bootstrap``.
+        ``bootstrap_p``, ``mark_welch``, ``mark_bootstrap``, ``welch_p_holm`` (Welch's p adjusted
+        by Holm's method over the comparisons of this table: what the book's claims use).
     """
     _check_layout(layout)
     if test not in TESTS:
@@ -752,6 +790,10 @@ def results_table(results_dir: str | os.PathLike = "results", dataset: str = "di
                               index=r["seed"].to_numpy(int)) if not r.empty else None
         per_seed[key] = values
         if name in names and values is not None:
+            if "stopped" in r and (r["stopped"] == "budget").any():
+                table.budget.append(name)
+            if "dead_heads" in r and r["dead_heads"].fillna(0).sum() > 0:
+                table.dead[name] = int(r["dead_heads"].fillna(0).sum())
             table.mean.loc[name] = values.mean(axis=0).to_numpy()
             table.std.loc[name] = values.std(axis=0, ddof=1).to_numpy()
             table.n_seeds[name] = len(values)
@@ -804,6 +846,7 @@ def results_table(results_dir: str | os.PathLike = "results", dataset: str = "di
     table.significance = pd.DataFrame(out, columns=[
         "row", "column", "reference", "group", "difference", "welch_t", "welch_p", "n_a", "n_b", "pairs",
         "bootstrap_difference", "ci_low", "ci_high", "bootstrap_p", "mark_welch", "mark_bootstrap"])
+    table.significance["welch_p_holm"] = holm(table.significance["welch_p"])
     table.bold = best_cells(table)
     return table
 

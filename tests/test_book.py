@@ -30,7 +30,7 @@ TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 API_MODULES = ["fairpo.config", "fairpo.losses", "fairpo.group_weights", "fairpo.model", "fairpo.data",
                "fairpo.cache", "fairpo.metrics", "fairpo.store", "fairpo.backbone", "fairpo.methods",
                "fairpo.train", "fairpo.book", "fairpo.tables", "fairpo.report", "fairpo.reproduce",
-               "fairpo.params"]
+               "fairpo.params", "fairpo.rng", "fairpo.verdicts"]
 PARTS = ["Introduction", "Method", "Data", "Training", "Results", "Audit", "Running the paper's setup",
          "Reference"]
 
@@ -412,3 +412,42 @@ def test_check_book_finds_each_kind_of_problem(tmp_path):
     assert "loads https://cdn.example.org/mathjax.js from the network" in problems
     assert "loads a MathJax other than the bundled" in problems
     assert "notebooks/train.html: shows papermill's error banner" in problems
+
+
+# ---------------------------------------------------------------- the build publishes only what passed
+
+
+def _fake_build(returncodes):
+    """A stand-in for subprocess.run: the book build writes a page, then each call returns the next code."""
+    import subprocess
+
+    codes = iter(returncodes)
+
+    def run(command, **kwargs):
+        if "--path-output" in command:
+            out = Path(command[command.index("--path-output") + 1]) / "_build" / "html"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "index.html").write_text("new")
+        return subprocess.CompletedProcess(command, next(codes))
+
+    return run
+
+
+@pytest.mark.parametrize("codes, published", [
+    ([1], "old"),     # the build fails: nothing published
+    ([0, 1], "old"),  # the build passes, the HTML check fails: nothing published
+    ([0, 0], "new"),  # both pass: the new site replaces the old one
+])
+def test_only_a_build_that_passes_is_published(tmp_path, monkeypatch, codes, published):
+    site = tmp_path / "_build" / "html"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("old")
+    monkeypatch.setattr(book, "_find_root", lambda: tmp_path)
+    monkeypatch.setattr(book.subprocess, "run", _fake_build(codes))
+    if published == "old":
+        with pytest.raises(RuntimeError, match="nothing was published"):
+            book.build(fill_store=False, quiet=True)
+    else:
+        book.build(fill_store=False, quiet=True)
+    assert (site / "index.html").read_text() == published
+    assert sorted(p.name for p in (tmp_path / "_build").iterdir() if p.name.startswith("html")) == ["html"]
