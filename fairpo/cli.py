@@ -19,7 +19,7 @@ from fairpo import config as cfg
 from fairpo.config import RunConfig
 
 CHOICES = {"dataset": cfg.DATASETS, "variant": cfg.VARIANTS, "ablation": cfg.ABLATIONS, "device": cfg.DEVICES,
-           "init": cfg.INITS, "selection": cfg.SELECTIONS}
+           "init": cfg.INITS, "selection": cfg.SELECTIONS, "head_activation": cfg.HEAD_ACTIVATIONS}
 GRID_FIXED = ("variant", "ablation", "init", "seed")
 """Fields the grid sets itself (every method, ablation and seed), so ``reproduce`` does not take them."""
 

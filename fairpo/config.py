@@ -30,6 +30,10 @@ INITS = ("fresh", "reference")
 """Where a FairPO run's trained weights start: newly initialised heads (the released code) or a copy of
 its BCE reference (Algorithm 2, line 1's example)."""
 
+HEAD_ACTIVATIONS = ("relu", "leaky_relu", "gelu")
+"""The heads' hidden activation: the paper's ReLU, or one that cannot leave a head dead (see
+:data:`fairpo.model.ACTIVATIONS`)."""
+
 SELECTIONS = ("overall", "privileged")
 """Which validation mAP picks the best epoch and drives early stopping: over all labels (the paper's
 appendix G.1), or over the privileged labels only (the released code's choice for FairPO runs)."""
@@ -99,6 +103,7 @@ class RunConfig:
     # model
     backbone: str | None = None  # None: the data set's default (a small ViT for digits, ViT-B/16 else)
     trainable_blocks: int = 1  # last encoder blocks that train; 0 = heads only
+    head_activation: str = "relu"  # relu (the paper) | leaky_relu | gelu: the heads' hidden activation
 
     # optimisation (AdamW)
     epochs: int | None = None  # budget; None: the data set's profile (PROFILES)
@@ -145,6 +150,7 @@ class RunConfig:
         _choice("device", self.device, DEVICES)
         _choice("init", self.init, INITS)
         _choice("selection", self.selection, SELECTIONS)
+        _choice("head_activation", self.head_activation, HEAD_ACTIVATIONS)
         if self.init != "fresh" and not self.is_fairpo:
             raise ValueError(f"init {self.init!r} applies to FairPO variants only ({', '.join(FAIRPO_VARIANTS)}): "
                              f"{self.variant!r} has no reference to start from; leave init 'fresh'")
@@ -213,6 +219,11 @@ class RunConfig:
         every method-specific field at its default (a FairPO run's β or ε does not change its reference)."""
         defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in METHOD_FIELDS}
         return self.replace(variant="bce", ablation="none", **defaults)
+
+    @staticmethod
+    def defaults() -> dict[str, Any]:
+        """Every field's default value (``extra``: an empty dict)."""
+        return {f.name: ({} if f.name == "extra" else f.default) for f in dataclasses.fields(RunConfig)}
 
     def identity(self) -> dict[str, Any]:
         """Everything that shapes the run's result: the configuration and, for a ``features`` data set,

@@ -17,6 +17,11 @@ from torch import Tensor, nn
 
 PAPER_HIDDEN = (256, 64, 16, 4)
 
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
+"""Hidden activations of the heads: the paper's ReLU (default), or one whose gradient never vanishes on
+a whole unit — a head whose 4-unit ReLU layer is negative for every input outputs a constant and never
+learns again (a *dead head*, recorded in each run's ``dead_heads``)."""
+
 
 class PerLabelHeads(nn.Module):
     """``num_labels`` independent MLPs on a shared input: (B, in_features) -> logits (B, T).
@@ -31,8 +36,12 @@ class PerLabelHeads(nn.Module):
     """
 
     def __init__(self, in_features: int, num_labels: int, hidden: Sequence[int] = PAPER_HIDDEN,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, activation: str = "relu") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown head activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        self.activation = activation
+        self.act = ACTIVATIONS[activation]()
         if in_features < 1 or num_labels < 1 or any(h < 1 for h in hidden):
             raise ValueError(
                 f"in_features, num_labels and hidden sizes must be positive, got "
@@ -61,7 +70,7 @@ class PerLabelHeads(nn.Module):
         # shared input: one (T·h1, d) × (d, B) product for every label's first layer
         h = (first_w.reshape(t * h1, -1) @ x.T).view(t, h1, -1) + first_b.unsqueeze(-1)  # (T, h1, B)
         for weight, bias in zip(self.weights[1:], self.biases[1:]):
-            h = torch.baddbmm(bias.unsqueeze(-1), weight, torch.relu(h))  # (T, out, B)
+            h = torch.baddbmm(bias.unsqueeze(-1), weight, self.act(h))  # (T, out, B)
         return h.squeeze(1).T
 
     def to_heads(self) -> nn.ModuleList:
@@ -74,13 +83,15 @@ class PerLabelHeads(nn.Module):
                 with torch.no_grad():
                     linear.weight.copy_(weight[t])
                     linear.bias.copy_(bias[t])
-                layers += [linear, nn.ReLU()] if j < len(self.weights) - 1 else [linear]
+                layers += [linear, ACTIVATIONS[self.activation]()] if j < len(self.weights) - 1 else [linear]
             heads.append(nn.Sequential(*layers))
         return nn.ModuleList(heads).to(self.weights[0].device)
 
     @classmethod
     def from_heads(cls, heads: Sequence[nn.Sequential]) -> "PerLabelHeads":
-        """Stack ``T`` separate MLPs of identical shape (Linear/ReLU alternating) into one module."""
+        """Stack ``T`` separate MLPs of identical shape (Linear/ReLU alternating) into one module.
+
+        The activation is taken from the first head (ReLU, LeakyReLU or GELU)."""
         linears = [[m for m in head if isinstance(m, nn.Linear)] for head in heads]
         if not linears or not linears[0]:
             raise ValueError("from_heads needs at least one head made of nn.Linear layers")
@@ -88,7 +99,9 @@ class PerLabelHeads(nn.Module):
         if any(s != shapes[0] for s in shapes) or shapes[0][-1][0] != 1:
             raise ValueError("all heads must have the same layer sizes and end in one output")
         sizes = [lin.in_features for lin in linears[0]]
-        module = cls(sizes[0], len(heads), sizes[1:])
+        kinds = {type(m) for m in heads[0] if not isinstance(m, nn.Linear)}
+        names = [name for name, kind in ACTIVATIONS.items() if kind in kinds] or ["relu"]
+        module = cls(sizes[0], len(heads), sizes[1:], activation=names[0])
         with torch.no_grad():
             for j in range(len(sizes)):
                 module.weights[j].copy_(torch.stack([head[j].weight for head in linears]))

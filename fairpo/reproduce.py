@@ -95,7 +95,7 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
     pending, redo, problems = [], set(), []
     for c in configs:
         try:
-            if store.reusable_record(store.run_dir_of(results_dir, c), c.identity()) is None:
+            if store.reusable_record(store.run_dir_of(results_dir, c), c.identity(), RunConfig.defaults()) is None:
                 pending.append(c)
         except (store.BrokenRunError, store.StaleRunError) as err:
             problems.append(str(err))

@@ -368,22 +368,28 @@ def read_record(folder: str | os.PathLike) -> dict | None:
     return record
 
 
-def identity_differences(stored: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
+def identity_differences(stored: Mapping[str, Any], asked: Mapping[str, Any],
+                         defaults: Mapping[str, Any] | None = None) -> list[str]:
     """``"field: stored X, asked Y"`` for every field of two run identities that differs (fields in
-    :data:`IDENTITY_EXCLUDED` left out)."""
+    :data:`IDENTITY_EXCLUDED` left out). A field the stored identity lacks — one added to the
+    configuration after that run was trained — counts as its value in ``defaults``: the run was trained
+    with the only behaviour that existed then."""
+    defaults = defaults or {}
     keys = sorted((set(stored) | set(asked)) - set(IDENTITY_EXCLUDED))
-    return [f"{key}: stored {stored.get(key)!r}, asked {asked.get(key)!r}"
-            for key in keys if stored.get(key) != asked.get(key)]
+    old = {key: stored[key] if key in stored else defaults.get(key) for key in keys}
+    return [f"{key}: stored {old[key]!r}, asked {asked.get(key)!r}" for key in keys if old[key] != asked.get(key)]
 
 
-def reusable_record(folder: str | os.PathLike, identity: Mapping[str, Any]) -> dict | None:
+def reusable_record(folder: str | os.PathLike, identity: Mapping[str, Any],
+                    defaults: Mapping[str, Any] | None = None) -> dict | None:
     """The finished record in ``folder`` if it was trained with exactly ``identity`` (its configuration
     and data fingerprint), None if the folder holds no finished run. A finished run with another identity
-    raises :class:`StaleRunError` naming each differing field and the remedy."""
+    raises :class:`StaleRunError` naming each differing field and the remedy; ``defaults`` as in
+    :func:`identity_differences`."""
     record = read_record(folder)
     if record is None or record.get("status") != FINISHED:
         return None
-    differences = identity_differences(record.get("identity", record.get("config", {})), identity)
+    differences = identity_differences(record.get("identity", record.get("config", {})), identity, defaults)
     if differences:
         raise StaleRunError(f"{folder} holds a finished run trained with another configuration — "
                             + "; ".join(differences) + f". To replace it, {RETRAIN_HINT}.")

@@ -101,7 +101,8 @@ def prepare(config: RunConfig, cache_dir: str | os.PathLike, device: torch.devic
                                           cache_dir=Path(cache_dir) / "features", device=device)
                     for name, split in splits.items()}
         width = feature_size(vit)
-    heads = PerLabelHeads(width, len(data.label_names), generator=rng.generator(*stream(config, "heads")))
+    heads = PerLabelHeads(width, len(data.label_names), generator=rng.generator(*stream(config, "heads")),
+                          activation=config.head_activation)
     network = Network(top, heads).to(device)
     return Prepared(data, features, labels, network, backbone)
 
@@ -183,7 +184,7 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
     """
     folder = store.run_dir_of(results_dir, config)
     if not force:
-        record = store.reusable_record(folder, config.identity())
+        record = store.reusable_record(folder, config.identity(), RunConfig.defaults())
         if record is not None:
             return record
     threads = torch.get_num_threads()

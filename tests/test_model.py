@@ -9,7 +9,7 @@ from torch import nn
 from fairpo.model import PAPER_HIDDEN, PerLabelHeads
 
 
-def separate_heads(in_features, num_labels, hidden, seed):
+def separate_heads(in_features, num_labels, hidden, seed, activation=nn.ReLU):
     torch.manual_seed(seed)
     heads = []
     for _ in range(num_labels):
@@ -18,7 +18,7 @@ def separate_heads(in_features, num_labels, hidden, seed):
         for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if j < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(activation())
         heads.append(nn.Sequential(*layers))
     return nn.ModuleList(heads)
 
@@ -84,3 +84,27 @@ def test_bad_shapes_are_rejected():
         PerLabelHeads(8, 0)
     with pytest.raises(ValueError, match="same layer sizes"):
         PerLabelHeads.from_heads([nn.Sequential(nn.Linear(4, 1)), nn.Sequential(nn.Linear(5, 1))])
+
+
+@pytest.mark.parametrize("activation", [nn.LeakyReLU, nn.GELU])
+def test_other_activations_equal_separate_mlps_with_that_activation(activation):
+    heads = separate_heads(12, 4, (8, 4), seed=3, activation=activation)
+    stacked = PerLabelHeads.from_heads(heads)
+    x = torch.randn(6, 12)
+    torch.testing.assert_close(stacked(x), torch.stack([h(x).squeeze(-1) for h in heads], dim=1))
+    assert isinstance(stacked.to_heads()[0][1], activation)
+
+
+def test_a_dead_relu_head_gets_no_gradient_and_a_leaky_one_does():
+    for activation, learns in (("relu", False), ("leaky_relu", True)):
+        heads = PerLabelHeads(3, 1, hidden=(2,), activation=activation)
+        with torch.no_grad():  # every hidden unit negative for non-negative inputs: a dead ReLU layer
+            heads.weights[0].fill_(-1.0)
+            heads.biases[0].fill_(-1.0)
+        heads(torch.rand(5, 3)).sum().backward()
+        assert bool(heads.weights[0].grad.abs().sum() > 0) == learns, activation
+
+
+def test_unknown_activation_lists_the_choices():
+    with pytest.raises(ValueError, match="relu, leaky_relu, gelu"):
+        PerLabelHeads(3, 1, activation="tanh")

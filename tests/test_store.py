@@ -344,3 +344,14 @@ def test_collect_records_empty_tree(tmp_path):
     frame = collect_records(tmp_path / "missing")
     assert frame.empty and list(frame.columns) == ["dataset", "variant", "ablation", "seed"]
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_a_field_added_after_a_run_counts_as_its_default():
+    from fairpo.store import identity_differences
+
+    stored = {"lr": 0.001, "epochs": 5}  # trained before `head_activation` existed
+    asked = {"lr": 0.001, "epochs": 5, "head_activation": "relu"}
+    assert identity_differences(stored, asked, {"head_activation": "relu"}) == []
+    assert identity_differences(stored, {**asked, "head_activation": "gelu"}, {"head_activation": "relu"}) == [
+        "head_activation: stored 'relu', asked 'gelu'"]
+    assert identity_differences(stored, asked) == ["head_activation: stored None, asked 'relu'"]
