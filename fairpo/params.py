@@ -7,13 +7,14 @@ a name into an error that lists the valid parameters, before any work starts.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from fairpo.config import RunConfig
 
 TRAIN_PARAMETERS = ("dataset", "data_root", "num_labels", "variant", "ablation", "init", "selection", "seed", "epochs",
-                    "results_dir", "device", "privileged", "force", "force_reference", "quiet")
+                    "results_dir", "device", "privileged", "config_json", "force", "force_reference", "quiet")
 
 
 def find_repo_root(start: str | Path | None = None) -> Path | None:
@@ -37,7 +38,9 @@ def config_from_parameters(namespace: Mapping[str, Any], before: set[str]) -> tu
 
     ``namespace`` is the notebook's ``globals()``; ``before`` the names that existed before the
     parameters cell. Empty strings and 0 mean "default" for ``data_root``, ``num_labels``,
-    ``privileged``, ``epochs`` (the data set's profile) and ``results_dir``.
+    ``privileged``, ``epochs`` (the data set's profile) and ``results_dir``. ``config_json`` is a JSON object
+    of any further :class:`~fairpo.config.RunConfig` fields (``'{"lr": 3e-4, "beta": 0.3}'``): every
+    field can be set from the notebook, and the grid passes a run's whole configuration this way.
     """
     new = {name for name in set(namespace) - set(before) if not name.startswith("_")}
     unknown = sorted(new - set(TRAIN_PARAMETERS))
@@ -47,9 +50,19 @@ def config_from_parameters(namespace: Mapping[str, Any], before: set[str]) -> tu
     privileged = tuple(x.strip() for x in str(p["privileged"]).split(",") if x.strip()) or None
     if privileged:
         privileged = tuple(int(x) if x.lstrip("-").isdigit() else x for x in privileged)
-    config = RunConfig(dataset=p["dataset"], data_root=p["data_root"] or None, num_labels=p["num_labels"] or None,
-                       variant=p["variant"], ablation=p["ablation"], init=p["init"], selection=p["selection"],
-                       seed=p["seed"], epochs=p["epochs"] or None,
-                       device=p["device"], privileged=privileged)
+    try:
+        more = json.loads(p["config_json"]) if str(p["config_json"]).strip() else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"parameter config_json must be a JSON object of RunConfig fields, got "
+                         f"{p['config_json']!r} ({err})") from None
+    if not isinstance(more, dict):
+        raise ValueError(f"parameter config_json must be a JSON object of RunConfig fields, got {p['config_json']!r}")
+    fields = dict(dataset=p["dataset"], data_root=p["data_root"] or None, num_labels=p["num_labels"] or None,
+                  variant=p["variant"], ablation=p["ablation"], init=p["init"], selection=p["selection"],
+                  seed=p["seed"], epochs=p["epochs"] or None, device=p["device"], privileged=privileged)
+    clash = sorted(k for k in more if k in fields and more[k] != fields[k] and k in new)
+    if clash:
+        raise ValueError(f"{clash} given both as parameters and inside config_json; give each once")
+    config = RunConfig.from_dict({**fields, **more})
     results_dir = Path(p["results_dir"]) if p["results_dir"] else default_results_dir()
     return config, results_dir

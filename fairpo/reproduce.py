@@ -8,6 +8,7 @@ runs each run through ``notebooks/train.ipynb`` and keeps the executed notebook 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -62,11 +63,15 @@ def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bo
     results_dir = Path(results_dir).resolve()
     folder = store.run_dir_of(results_dir, config)
     folder.mkdir(parents=True, exist_ok=True)
+    # the notebook's own parameters, and every other field of the configuration as JSON: nothing dropped
+    whole = config.to_dict()
+    named = ("dataset", "data_root", "num_labels", "variant", "ablation", "init", "selection", "seed", "epochs",
+             "device", "privileged")
     params = dict(dataset=config.dataset, data_root=config.data_root or "", num_labels=config.num_labels or 0,
                   variant=config.variant, ablation=config.ablation, init=config.init, selection=config.selection,
-                  seed=config.seed, epochs=config.epochs,
-                  results_dir=str(results_dir), device=config.device,
-                  privileged=",".join(map(str, config.privileged or ())), quiet=True, force=force)
+                  seed=config.seed, epochs=config.epochs, results_dir=str(results_dir), device=config.device,
+                  privileged=",".join(map(str, config.privileged or ())),
+                  config_json=json.dumps({k: v for k, v in whole.items() if k not in named}), quiet=True, force=force)
     out = folder / "train.ipynb"
     papermill.execute_notebook(str(TRAIN_NOTEBOOK), str(out), parameters=params, cwd=str(TRAIN_NOTEBOOK.parent),
                                progress_bar=not quiet, log_output=False)

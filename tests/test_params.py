@@ -5,8 +5,8 @@ import pytest
 from fairpo.params import TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root
 
 DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", init="fresh",
-                selection="overall", seed=0, epochs=0, results_dir="", device="auto", privileged="", force=False,
-                force_reference=False, quiet=False)
+                selection="overall", seed=0, epochs=0, results_dir="", device="auto", privileged="", config_json="",
+                force=False, force_reference=False, quiet=False)
 
 
 def test_defaults_give_the_default_configuration(tmp_path, monkeypatch):
@@ -48,3 +48,28 @@ def test_results_dir_is_the_repository_results_from_any_folder_inside_it():
     assert default_results_dir(root / "notebooks") == root / "results"
     assert default_results_dir(root) == root / "results"
     assert set(TRAIN_PARAMETERS) == set(DEFAULTS)
+
+
+def test_every_other_field_comes_through_config_json():
+    config, _ = config_from_parameters({**DEFAULTS, "config_json": '{"lr": 3e-4, "beta": 0.3, "extra": {"num_test": 50}}'},
+                                       before=set())
+    assert (config.lr, config.beta, config.extra) == (3e-4, 0.3, {"num_test": 50})
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        config_from_parameters({**DEFAULTS, "config_json": '{"bta": 0.3}'}, before=set())
+    with pytest.raises(ValueError, match="JSON object"):
+        config_from_parameters({**DEFAULTS, "config_json": "beta=0.3"}, before=set())
+
+
+def test_the_grid_passes_a_runs_whole_configuration_to_the_notebook(monkeypatch, tmp_path):
+    import papermill
+
+    from fairpo.config import RunConfig
+    from fairpo.reproduce import run_notebook
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, parameters, **k: seen.update(parameters))
+    wanted = RunConfig(variant="dpo", lr=3e-4, beta=0.3, head_activation="gelu", extra={"num_test": 50}, seed=4)
+    run_notebook(wanted, tmp_path)
+    rebuilt, _ = config_from_parameters({**DEFAULTS, **{k: v for k, v in seen.items() if k in DEFAULTS}},
+                                        before=set())
+    assert rebuilt == wanted

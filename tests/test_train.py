@@ -234,3 +234,32 @@ def test_the_grid_lists_stale_runs_before_any_work_and_force_retrains_exactly_th
         run_grid("digits", (0, 1), tmp_path, epochs=2, **grid)
     records = run_grid("digits", (0, 1), tmp_path, epochs=2, force=True, **grid)
     assert sorted(records["epochs_run"]) == [2, 2]
+
+
+def _write_features(root, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 60), ("test", 30)):
+        y = (rng.random((n, 4)) < [0.5, 0.4, 0.3, 0.15]).astype(np.float32)
+        x = (y @ rng.normal(size=(4, 6)) + rng.normal(size=(n, 6))).astype(np.float32)
+        np.savez(root / f"{split}.npz", x=x, y=y)
+
+
+def test_changed_feature_files_are_refused_and_force_retrains_on_the_new_ones(tmp_path, cache_dir):
+    data = tmp_path / "mine"
+    _write_features(data, seed=0)
+    config = RunConfig(dataset="features", data_root=str(data), variant="bce", epochs=2, lr=1e-2)
+    first = run(config, tmp_path / "store", cache_dir)
+    assert run(config, tmp_path / "store", cache_dir) == first  # the same files: reused
+    _write_features(data, seed=1)  # the same folder, other content
+    with pytest.raises(store.StaleRunError, match="data_fingerprint: stored"):
+        run(config, tmp_path / "store", cache_dir)
+    again = run(config, tmp_path / "store", cache_dir, force=True)
+    assert again["identity"]["data_fingerprint"] != first["identity"]["data_fingerprint"]
+    # another folder of features is another data set: refused too, not mixed with the first
+    other = tmp_path / "theirs"
+    _write_features(other, seed=2)
+    with pytest.raises(store.StaleRunError, match="data_root: stored"):
+        run(config.replace(data_root=str(other)), tmp_path / "store", cache_dir)
