@@ -27,15 +27,15 @@ DATASETS = ("digits", "coco", "nuswide", "features")
 DEVICES = ("auto", "cpu", "cuda")
 
 INITS = ("fresh", "reference")
-"""Where a FairPO run's trained weights start: newly initialised heads (the released code) or a copy of
-its BCE reference (Algorithm 2, line 1's example)."""
+"""The two places a FairPO run's trained weights can start from — newly initialised heads (the released
+code) or a copy of its BCE reference (Algorithm 2, line 1's example)."""
 
 HEAD_ACTIVATIONS = ("relu", "leaky_relu", "gelu")
-"""The heads' hidden activation: the paper's ReLU, or one that cannot leave a head dead (see
+"""The heads' hidden activations — the paper's ReLU, or one that cannot leave a head dead (see
 :data:`fairpo.model.ACTIVATIONS`)."""
 
 SELECTIONS = ("overall", "privileged")
-"""Which validation mAP picks the best epoch and drives early stopping: over all labels (the paper's
+"""The validation mAP that picks the best epoch and drives early stopping — over all labels (the paper's
 appendix G.1), or over the privileged labels only (the released code's choice for FairPO runs)."""
 
 PROFILES = {
@@ -204,8 +204,8 @@ class RunConfig:
 
     @property
     def arm(self) -> str:
-        """What the run changes beside its variant: the ablation, ``+from-reference`` when it starts from
-        a copy of its reference; ``"none"`` for neither. The run store's ``ablation`` column."""
+        """What the run changes beside its variant — the ablation, ``+from-reference`` when it starts from
+        a copy of its reference, ``"none"`` for neither. The run store's ``ablation`` column."""
         parts = ([self.ablation] if self.ablation != "none" else []) + (["from-reference"] if self.init == "reference" else [])
         return "+".join(parts) or "none"
 

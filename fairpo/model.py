@@ -18,8 +18,8 @@ from torch import Tensor, nn
 PAPER_HIDDEN = (256, 64, 16, 4)
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
-"""Hidden activations of the heads: the paper's ReLU (default), or one whose gradient never vanishes on
-a whole unit — a head whose 4-unit ReLU layer is negative for every input outputs a constant and never
+"""Hidden activations of the heads — the paper's ReLU (default), or one whose gradient never vanishes on
+a whole unit. A head whose 4-unit ReLU layer is negative for every input outputs a constant and never
 learns again (a *dead head*, recorded in each run's ``dead_heads``)."""
 
 

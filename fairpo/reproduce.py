@@ -28,7 +28,7 @@ TABLE_METHODS = [(v, "none") for v in (*BASELINES, *FAIRPO_VARIANTS)]
 ABLATION_METHODS = [("cpo", a) for a in ABLATIONS if a != "none"]
 """Rows of Tables 3–4 (besides full FairPO-CPO)."""
 BEYOND_METHODS = [("cpo", "none", "reference")]
-"""Rows beyond the paper: FairPO-CPO started from a copy of its reference (``init="reference"``)."""
+"""Rows beyond the paper — FairPO-CPO started from a copy of its reference (``init="reference"``)."""
 
 
 def grid_configs(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), *,
