@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--force", action="store_true",
                      help="retrain the runs whose folder is damaged or holds another configuration")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--executor", choices=("none", "local", "slurm"), default="none",
+                     help="none: this machine (--jobs); slurm: one submitit job per run, references first; "
+                          "local: submitit's local executor, for testing")
+    rep.add_argument("--slurm-partition", default=None, help="slurm: the partition to submit to")
+    rep.add_argument("--gpus-per-job", type=int, default=None, help="slurm: GPUs for each run (e.g. 1)")
+    rep.add_argument("--job-minutes", type=int, default=240, help="slurm/local: each job's time limit")
+    rep.add_argument("--array-parallelism", type=int, default=None, help="slurm: jobs of a wave at once")
     _add_config_options(rep, skip=GRID_FIXED)
 
     one = sub.add_parser("train", help="train one run (what notebooks/train.ipynb calls)")
@@ -93,8 +100,10 @@ def _run(args: argparse.Namespace) -> int:
 
         start = time.perf_counter()
         dataset = fields.pop("dataset")
+        cluster = dict(timeout_min=args.job_minutes, slurm_partition=args.slurm_partition,
+                       gpus_per_node=args.gpus_per_job, slurm_array_parallelism=args.array_parallelism)
         records = run_grid(dataset, args.seeds, args.results_dir, jobs=args.jobs, via=args.via, quiet=args.quiet,
-                           force=args.force, **fields)
+                           force=args.force, executor=args.executor, cluster=cluster, **fields)
         print(f"{len(records)} finished runs for {dataset} in {args.results_dir}/{dataset}/ "
               f"({time.perf_counter() - start:.0f} s)")
         return 0

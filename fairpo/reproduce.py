@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -78,18 +79,56 @@ def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bo
     return out
 
 
+EXECUTORS = ("none", "local", "slurm")
+"""Where the grid's runs go: ``none`` (this process, or ``jobs`` worker processes), or through submitit —
+``local`` (one subprocess per run, all at once: for testing) or ``slurm`` (one job per run, a job array per
+wave, the references' wave first)."""
+
+
+def _submit_wave(phase: list[RunConfig], forced: list[bool], results_dir, via: str, executor: str,
+                 cluster: dict) -> None:
+    """Run one wave of the grid through submitit and wait for it; each job's log goes beside its record."""
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError("executor 'local' or 'slurm' needs submitit: pip install submitit") from None
+    ex = submitit.AutoExecutor(folder=Path(results_dir) / ".submitit" / "%j", cluster=executor)
+    ex.update_parameters(timeout_min=int(cluster.get("timeout_min", 240)), name="fairpo",
+                         **{k: v for k, v in cluster.items() if k != "timeout_min" and v is not None})
+    n = len(phase)
+    jobs = ex.map_array(_train_in_worker, phase, [str(results_dir)] * n, [via] * n, [True] * n, forced)
+    failures = []
+    for config, job in zip(phase, jobs):
+        try:
+            job.result()
+        except Exception as err:  # a failed job: report every one, with where its log is
+            failures.append(f"{config.run_name} seed {config.seed}: {err.__class__.__name__} (log: {job.paths.stderr})")
+            continue
+        folder = store.run_dir_of(results_dir, config)
+        for kind, path in (("stdout", job.paths.stdout), ("stderr", job.paths.stderr)):
+            if Path(path).is_file():
+                shutil.copyfile(path, folder / f"job.{kind}.log")
+    if failures:
+        raise RuntimeError(f"{len(failures)} job(s) of the grid failed:\n- " + "\n- ".join(failures))
+
+
 def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_dir: str | os.PathLike = "results",
              *, jobs: int = 1, via: str = "python", quiet: bool = False, force: bool = False,
+             executor: str = "none", cluster: dict | None = None,
              methods: Iterable[tuple[str, str]] | None = None, **overrides) -> pd.DataFrame:
     """Train every missing run of the grid and return :func:`fairpo.store.collect_records` for the data set.
 
     Before any work, every run folder of the grid is checked: a finished run trained with another
     configuration (say another epoch budget) or a damaged record is listed in one error, unless
     ``force``, which retrains exactly those. With ``jobs > 1`` the runs go to worker processes started
-    with ``spawn``: call it from a script under ``if __name__ == "__main__":``.
+    with ``spawn``: call it from a script under ``if __name__ == "__main__":``. With ``executor`` ``local``
+    or ``slurm`` they go through submitit instead (:data:`EXECUTORS`); ``cluster`` holds submitit's
+    parameters (``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``slurm_array_parallelism``…).
     """
     if via not in ("python", "papermill"):
         raise ValueError(f"via must be 'python' or 'papermill', got {via!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     configs = grid_configs(dataset, seeds, methods=methods, **overrides)  # validates before any work
@@ -116,6 +155,11 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
     with tqdm(total=len(pending), desc=f"grid {dataset}", disable=quiet or not pending) as bar:
         for phase in (references, others):
             forced = [c.run_name + str(c.seed) in redo for c in phase]
+            if executor != "none":
+                if phase:
+                    _submit_wave(phase, forced, results_dir, via, executor, cluster or {})
+                    bar.update(len(phase))
+                continue
             if jobs == 1:
                 for c, f in zip(phase, forced):
                     _train_in_worker(c, str(results_dir), via, True, f)

@@ -25,3 +25,23 @@ def test_grid_records_do_not_depend_on_the_number_of_jobs(tmp_path):
         a, b = (store.run_dir_of(tmp_path / name, config) for name in ("one", "two"))
         assert store.without_timings(store.read_record(a)) == store.without_timings(store.read_record(b))
         assert store.load_history(a / "steps.jsonl").equals(store.load_history(b / "steps.jsonl"))
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_gives_the_records_of_a_local_run(tmp_path):
+    methods = [("bce", "none"), ("cpo", "none")]
+    here = run_grid("digits", (0,), tmp_path / "here", methods=methods, quiet=True, **TINY)
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / ".cache").symlink_to(tmp_path / "here" / ".cache")  # the same backbone and features
+    there = run_grid("digits", (0,), tmp_path / "jobs", methods=methods, quiet=True, executor="local",
+                     cluster=dict(timeout_min=10), **TINY)
+    assert len(here) == len(there) == 2
+    for config in grid_configs("digits", (0,), methods=methods, **TINY):
+        a, b = (store.run_dir_of(tmp_path / name, config) for name in ("here", "jobs"))
+        assert store.without_timings(store.read_record(a)) == store.without_timings(store.read_record(b))
+        assert "Job completed successfully" in (b / "job.stdout.log").read_text()  # the job's log, beside its record
+
+
+def test_an_unknown_executor_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="none, local, slurm"):
+        run_grid("digits", (0,), tmp_path, methods=METHODS, executor="kubernetes", **TINY)
