@@ -144,7 +144,7 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
         except (store.BrokenRunError, store.StaleRunError) as err:
             problems.append(str(err))
             pending.append(c)
-            redo.add(c.run_name + str(c.seed))
+            redo.add((c.run_name, c.seed))
     if problems and not force:
         raise ValueError(f"{len(problems)} run(s) of the grid cannot be reused:\n- " + "\n- ".join(problems)
                          + "\nRetrain exactly these with force=True (fairpo reproduce --force).")
@@ -154,7 +154,7 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
 
     with tqdm(total=len(pending), desc=f"grid {dataset}", disable=quiet or not pending) as bar:
         for phase in (references, others):
-            forced = [c.run_name + str(c.seed) in redo for c in phase]
+            forced = [(c.run_name, c.seed) in redo for c in phase]
             if executor != "none":
                 if phase:
                     _submit_wave(phase, forced, results_dir, via, executor, cluster or {})
