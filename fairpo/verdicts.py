@@ -108,7 +108,7 @@ def _per_seed(records: pd.DataFrame, key: tuple[str, str], group: str) -> pd.Ser
 
 def _verdict(claim: Claim, difference: float, p_adjusted: float, level: float) -> tuple[str, str]:
     if not math.isfinite(p_adjusted):
-        return "not testable here", "fewer than two seeds in a row"
+        return "not testable here", "fewer than two seeds in a row, or no spread at all"
     significant = p_adjusted < level
     if claim.kind == "no harm":
         if significant and difference < 0:
