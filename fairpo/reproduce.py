@@ -80,9 +80,9 @@ def run_notebook(config: RunConfig, results_dir: str | os.PathLike, *, quiet: bo
 
 
 EXECUTORS = ("none", "local", "slurm")
-"""Where the grid's runs go: ``none`` (this process, or ``jobs`` worker processes), or through submitit —
-``local`` (one subprocess per run, all at once: for testing) or ``slurm`` (one job per run, a job array per
-wave, the references' wave first)."""
+"""Where the grid's runs go — ``none`` (this process, or ``jobs`` worker processes), or through submitit
+with ``local`` (one subprocess per run, all at once, for testing) or ``slurm`` (one job per run, a job
+array per wave, the references' wave first)."""
 
 
 def _submit_wave(phase: list[RunConfig], forced: list[bool], results_dir, via: str, executor: str,
