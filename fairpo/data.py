@@ -14,6 +14,7 @@ split never takes part in model selection. The feature cache lives in :mod:`fair
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -720,13 +721,24 @@ def _load_nuswide(root: Path, seed: int, val_fraction: float, opts: dict) -> dic
 def data_fingerprint(name: str, root: str | os.PathLike | None) -> str | None:
     """SHA-256 over the relative paths and bytes of every file under ``root`` for a ``features`` data
     set (the user's files can change under the same folder name); None for the other data sets, whose
-    content is fixed by their name (digits) or too large to hash on every reuse (COCO, NUS-WIDE)."""
+    content is fixed by their name (digits) or too large to hash on every reuse (COCO, NUS-WIDE).
+
+    The hash is remembered per (path, size, modification time) of the files, so checking every run of a
+    grid reads the files once, and any rewrite of a file is hashed again.
+    """
     if name != "features" or root is None or not Path(root).is_dir():
         return None
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and not p.name.startswith("."))
+    signature = tuple((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash_files(str(Path(root).resolve()), signature)
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_files(root: str, signature: tuple) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as handle:
+    for relative, _, _ in signature:
+        digest.update(relative.encode() + b"\0")
+        with open(Path(root) / relative, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
