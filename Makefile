@@ -34,7 +34,7 @@ bench: install
 # The whole book from the embedded data set: trains what the digits grid lacks, builds with
 # jupyter-book build . -W -n --keep-going (zero warnings), then checks the HTML (tools/check_book.py).
 book: install
-	$(PY) -m fairpo.book --jobs 2
+	$(PY) -m fairpo.report.book --jobs 2
 
 clean:
 	rm -rf _build results .pytest_cache

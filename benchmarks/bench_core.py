@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference  # noqa: E402  (the literal loops live with the tests)
 
-from fairpo import losses  # noqa: E402
-from fairpo.model import PerLabelHeads  # noqa: E402
+from fairpo.method import losses  # noqa: E402
+from fairpo.method.heads import PerLabelHeads  # noqa: E402
 
 
 def timed(fn, repeats, device):

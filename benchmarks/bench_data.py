@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fairpo.cache import FeatureDataset, cached_features
+from fairpo.data.cache import FeatureDataset, cached_features
 from fairpo.data import ImageFileDataset, ImageTransform, _screen_images, load_dataset, make_loader
 
 REPEATS = 3
@@ -71,7 +71,7 @@ def bench_digits(tmp: Path, rows: list) -> None:
     try:
         from transformers import ViTConfig, ViTModel
 
-        from fairpo.backbone import DIGITS_VIT, split_backbone
+        from fairpo.data.backbone import DIGITS_VIT, split_backbone
     except ImportError as err:
         rows.append(("digits ViT extraction", "skipped", f"{err}"))
         return
@@ -92,7 +92,7 @@ def bench_digits(tmp: Path, rows: list) -> None:
 def bench_vit_b16(rows: list, devices: list[str], quick: bool) -> None:
     from transformers import ViTConfig, ViTModel
 
-    from fairpo.backbone import split_backbone
+    from fairpo.data.backbone import split_backbone
 
     torch.manual_seed(0)
     vit = ViTModel(ViTConfig(), add_pooling_layer=False).eval()  # ViT-B/16 at 224 px, random weights

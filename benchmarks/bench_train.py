@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import timed  # noqa: E402  (one timing helper for every benchmark)
 
-from fairpo.config import RunConfig  # noqa: E402
-from fairpo.methods import Objective  # noqa: E402
-from fairpo.model import PerLabelHeads  # noqa: E402
+from fairpo.run.config import RunConfig  # noqa: E402
+from fairpo.method.objective import Objective  # noqa: E402
+from fairpo.method.heads import PerLabelHeads  # noqa: E402
 
 
 def step_time(variant: str, device: torch.device, B=32, d=768, T=80, P=16, repeats=200) -> float:
@@ -59,7 +59,7 @@ def main(argv=None):
         t = step_time(variant, device) if variant != "bce" else base
         print(f"  {variant:6} {t * 1e3:7.3f} ms   {t / base:5.2f}x BCE")
     if args.grid:
-        from fairpo.reproduce import run_grid
+        from fairpo.run.grid import run_grid
 
         with tempfile.TemporaryDirectory() as results:
             start = time.perf_counter()

@@ -5,7 +5,7 @@ that key, so two streams never share numbers by accident (seed 1 of one stream i
 shifted by one) and nothing depends on torch's global random state — in particular not on whether the
 digits backbone was pretrained in the same process, or on which job of the grid built the caches.
 
-Streams used by the trainer (``fairpo.train``):
+Streams used by the trainer (``fairpo.run.train``):
 
 | purpose | key | what it draws |
 | --- | --- | --- |

@@ -3,7 +3,7 @@
 Building the book takes minutes, so these tests check what the build depends on: every page of the
 table of contents exists, every cross-reference to the package names a real object in a module the
 API page documents, every equation reference and citation has a target, MathJax is served from the
-book itself. The measurements of the audit (``fairpo.book``) are checked on a small run store whose
+book itself. The measurements of the audit (``fairpo.report.book``) are checked on a small run store whose
 numbers are worked out by hand, and ``tools/check_book.py`` (run on the built HTML by ``make book``)
 on a small hand-written site.
 """
@@ -20,17 +20,18 @@ import pytest
 import torch
 import yaml
 
-from fairpo import book, store
+from fairpo.report import book
+from fairpo.run import store
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 
-API_MODULES = ["fairpo.config", "fairpo.losses", "fairpo.group_weights", "fairpo.model", "fairpo.data",
-               "fairpo.cache", "fairpo.metrics", "fairpo.store", "fairpo.backbone", "fairpo.methods",
-               "fairpo.train", "fairpo.book", "fairpo.tables", "fairpo.report", "fairpo.reproduce",
-               "fairpo.params", "fairpo.rng", "fairpo.verdicts"]
+API_MODULES = ["fairpo.run.config", "fairpo.method.losses", "fairpo.method.group_weights", "fairpo.method.heads", "fairpo.data",
+               "fairpo.data.cache", "fairpo.method.metrics", "fairpo.run.store", "fairpo.data.backbone", "fairpo.method.objective",
+               "fairpo.run.train", "fairpo.report.book", "fairpo.report.tables", "fairpo.report.plots", "fairpo.run.grid",
+               "fairpo.run.params", "fairpo.rng", "fairpo.report.verdicts"]
 PARTS = ["Introduction", "Method", "Data", "Training", "Results", "Audit", "Running the paper's setup",
          "Reference"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fairpo.cache import FeatureDataset, cache_key, cached_features
+from fairpo.data.cache import FeatureDataset, cache_key, cached_features
 from fairpo.data import load_dataset, make_loader
 
 

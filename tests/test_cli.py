@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from fairpo import cli
-from fairpo.config import RunConfig
+from fairpo.run import cli
+from fairpo.run.config import RunConfig
 
 
 def _help(command: str) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fairpo.config import ABLATIONS, VARIANTS, RunConfig
+from fairpo.run.config import ABLATIONS, VARIANTS, RunConfig
 
 
 def test_defaults_are_the_design_values():

@@ -8,9 +8,9 @@ import statistics
 import pytest
 import torch.multiprocessing as mp
 
-from fairpo import store
-from fairpo.config import RunConfig
-from fairpo.train import train
+from fairpo.run import store
+from fairpo.run.config import RunConfig
+from fairpo.run.train import train
 
 CONFIG = dict(variant="cpo", epochs=2, lr=1e-3, extra=dict(num_train=300, num_test=200))
 

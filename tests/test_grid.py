@@ -2,8 +2,8 @@
 
 import pytest
 
-from fairpo import store
-from fairpo.reproduce import grid_configs, run_grid
+from fairpo.run import store
+from fairpo.run.grid import grid_configs, run_grid
 
 METHODS = [("bce", "none"), ("cpo", "none"), ("cpo", "none", "reference")]
 TINY = dict(epochs=2, extra=dict(num_train=300, num_test=200))

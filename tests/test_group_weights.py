@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import reference as ref
-from fairpo.group_weights import GroupWeights
+from fairpo.method.group_weights import GroupWeights
 
 
 def loss_sequence(seed, steps=50, groups=2):

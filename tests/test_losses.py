@@ -7,7 +7,7 @@ import torch
 from scipy.stats import chisquare
 
 import reference as ref
-from fairpo import losses as L
+from fairpo.method import losses as L
 
 LOG2 = math.log(2.0)
 VARIANTS = ("dpo", "simpo", "cpo")

@@ -1,4 +1,4 @@
-"""Tests for fairpo.metrics against sklearn and literal loops written from the definitions."""
+"""Tests for fairpo.method.metrics against sklearn and literal loops written from the definitions."""
 
 import math
 import warnings
@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score
 from torchmetrics.functional.classification import multilabel_average_precision
 
-from fairpo.metrics import (
+from fairpo.method.metrics import (
     accuracy,
     average_precision,
     batch_averaged_metrics,
@@ -363,7 +363,7 @@ def test_one_batch_equals_dataset_level():
 
 
 def test_dead_heads_are_the_labels_with_a_constant_logit():
-    from fairpo.metrics import dead_heads
+    from fairpo.method.metrics import dead_heads
 
     logits = torch.tensor([[0.3, -1.0, 2.0, 5.0], [0.3, -1.0, 2.5, 5.0], [0.3, -0.9, 2.0, 5.0]])
     assert dead_heads(logits) == [0, 3]

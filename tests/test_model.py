@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fairpo.model import PAPER_HIDDEN, PerLabelHeads
+from fairpo.method.heads import PAPER_HIDDEN, PerLabelHeads
 
 
 def separate_heads(in_features, num_labels, hidden, seed, activation=nn.ReLU):

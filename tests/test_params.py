@@ -2,7 +2,7 @@
 
 import pytest
 
-from fairpo.params import TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root
+from fairpo.run.params import TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root
 
 DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", init="fresh",
                 selection="overall", seed=0, epochs=0, results_dir="", device="auto", privileged="", config_json="",
@@ -63,8 +63,8 @@ def test_every_other_field_comes_through_config_json():
 def test_the_grid_passes_a_runs_whole_configuration_to_the_notebook(monkeypatch, tmp_path):
     import papermill
 
-    from fairpo.config import RunConfig
-    from fairpo.reproduce import run_notebook
+    from fairpo.run.config import RunConfig
+    from fairpo.run.grid import run_notebook
 
     seen = {}
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, parameters, **k: seen.update(parameters))

@@ -12,9 +12,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from fairpo import report, store  # noqa: E402
+from fairpo.report import plots  # noqa: E402
+from fairpo.run import store
 
-P_RGBA, N_RGBA = to_rgba(report.PRIVILEGED_COLOR), to_rgba(report.NON_PRIVILEGED_COLOR)
+P_RGBA, N_RGBA = to_rgba(plots.PRIVILEGED_COLOR), to_rgba(plots.NON_PRIVILEGED_COLOR)
 NAMES = ["a", "b", "c", "d"]
 PRIVILEGED = [2, 3]
 FREQS = [50, 200, 5, 12]
@@ -83,7 +84,7 @@ def fake_store(tmp_path):
 
 
 def test_load_histories_reads_every_row_in_order(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 1])
+    frame = plots.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 1])
     assert list(frame.columns[:3]) == ["variant", "ablation", "seed"]
     assert list(pd.unique(frame["variant"])) == ["cpo", "dpo"]  # the order asked, not alphabetical
     assert len(frame) == 2 * (20 + 15)
@@ -94,29 +95,29 @@ def test_load_histories_reads_every_row_in_order(fake_store):
 
 
 def test_load_histories_discovers_finished_seeds_only(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["dpo"])
+    frame = plots.load_histories(fake_store, "toy", ["dpo"])
     assert sorted(frame["seed"].unique()) == [0, 1, 2]
     with pytest.raises(FileNotFoundError, match="ensure_grid"):
-        report.load_histories(fake_store, "toy", ["simpo"])  # its only run is unfinished
+        plots.load_histories(fake_store, "toy", ["simpo"])  # its only run is unfinished
 
 
 def test_missing_runs_are_all_named(fake_store):
     with pytest.raises(FileNotFoundError) as err:
-        report.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 7, 8])
+        plots.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 7, 8])
     message = str(err.value)
     assert "cpo/seed7" in message and "dpo/seed8" in message and "cpo/seed0" not in message
 
 
 def test_load_epoch_histories(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["cpo"], seeds=[2], kind="epochs")
+    frame = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[2], kind="epochs")
     assert frame["epoch"].tolist() == [0, 1, 2, 3]
     assert frame["val.overall.mAP"].tolist() == pytest.approx([0.52, 0.57, 0.62, 0.67])
     with pytest.raises(ValueError, match="steps"):
-        report.load_histories(fake_store, "toy", ["cpo"], kind="minutes")
+        plots.load_histories(fake_store, "toy", ["cpo"], kind="minutes")
 
 
 def test_load_per_label_ap(fake_store):
-    frame = report.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
+    frame = plots.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
     assert len(frame) == 2 * 3 * 4
     row = frame[(frame.variant == "cpo") & (frame.seed == 2) & (frame.label == 3)].iloc[0]
     assert row["name"] == "d" and row["train_frequency"] == 12 and row["privileged"]
@@ -139,23 +140,23 @@ def literal_moving_average(values, window):
 def test_moving_average_matches_a_literal_loop(window):
     values = np.random.default_rng(window).normal(size=30)
     values[[4, 5, 17]] = np.nan
-    np.testing.assert_allclose(report.moving_average(values, window), literal_moving_average(list(values), window),
+    np.testing.assert_allclose(plots.moving_average(values, window), literal_moving_average(list(values), window),
                                rtol=1e-12, equal_nan=True)
 
 
 def test_moving_average_window_of_one_and_bad_windows():
     values = [3.0, 1.0, 4.0]
-    np.testing.assert_array_equal(report.moving_average(values, 1), values)
-    np.testing.assert_allclose(report.moving_average([np.nan, np.nan, 2.0], 2), [np.nan, np.nan, 2.0])
+    np.testing.assert_array_equal(plots.moving_average(values, 1), values)
+    np.testing.assert_allclose(plots.moving_average([np.nan, np.nan, 2.0], 2), [np.nan, np.nan, 2.0])
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="window"):
-            report.moving_average(values, bad)
+            plots.moving_average(values, bad)
 
 
 def test_smoothing_stays_inside_each_run(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["dpo", "cpo"], seeds=[0, 1])
+    frame = plots.load_histories(fake_store, "toy", ["dpo", "cpo"], seeds=[0, 1])
     shuffled = frame.sample(frac=1.0, random_state=0)  # row order must not matter
-    smooth = report.smooth_histories(shuffled, ["loss_P", "fallback_rate"], window=4)
+    smooth = plots.smooth_histories(shuffled, ["loss_P", "fallback_rate"], window=4)
     for (variant, seed), group in frame.groupby(["variant", "seed"]):
         mine = smooth.loc[group.index]
         for column in ("loss_P", "fallback_rate"):
@@ -165,8 +166,8 @@ def test_smoothing_stays_inside_each_run(fake_store):
 
 
 def test_aggregate_seeds_matches_numpy(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["cpo", "dpo"])
-    agg = report.aggregate_seeds(frame, ["alpha_P", "loss_P"])
+    frame = plots.load_histories(fake_store, "toy", ["cpo", "dpo"])
+    agg = plots.aggregate_seeds(frame, ["alpha_P", "loss_P"])
     assert list(agg.columns) == ["variant", "step", "metric", "mean", "std", "n"]
     assert list(pd.unique(agg["variant"])) == ["cpo", "dpo"]
     for variant in ("cpo", "dpo"):
@@ -183,20 +184,20 @@ def test_aggregate_seeds_matches_numpy(fake_store):
 
 
 def test_aggregate_with_one_seed_has_no_spread(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["cpo"], seeds=[2])
-    agg = report.aggregate_seeds(frame, "fallback_rate")
+    frame = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[2])
+    agg = plots.aggregate_seeds(frame, "fallback_rate")
     np.testing.assert_allclose(agg["mean"], frame["fallback_rate"])
     assert agg["std"].isna().all() and (agg["n"] == 1).all()
 
 
 def test_truncate_to_shortest(fake_store):
-    frame = report.load_histories(fake_store, "toy", ["cpo"])
-    cut = report.truncate_to_shortest(frame)
+    frame = plots.load_histories(fake_store, "toy", ["cpo"])
+    cut = plots.truncate_to_shortest(frame)
     assert cut["step"].max() == 14 and len(cut) == 3 * 15
 
 
 def test_summarize_per_label_matches_numpy(fake_store):
-    summary = report.summarize_per_label(report.load_per_label_ap(fake_store, "toy", ["cpo", "bce"]))
+    summary = plots.summarize_per_label(plots.load_per_label_ap(fake_store, "toy", ["cpo", "bce"]))
     assert len(summary) == 8 and list(pd.unique(summary["variant"])) == ["cpo", "bce"]
     for variant in ("bce", "cpo"):
         values = np.array([ap_of(variant, s) for s in (0, 1, 2)])  # (seeds, labels)
@@ -207,9 +208,9 @@ def test_summarize_per_label_matches_numpy(fake_store):
 
 
 def test_fallback_vs_quality(fake_store):
-    steps = report.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1])
-    epochs = report.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1], kind="epochs")
-    out = report.fallback_vs_quality(steps, epochs)
+    steps = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1])
+    epochs = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1], kind="epochs")
+    out = plots.fallback_vs_quality(steps, epochs)
     assert out["seed"].tolist() == [0, 1] and out["epochs"].tolist() == [4, 3]
     row = out.iloc[0]
     first = np.mean([r["fallback_rate"] for r in step_rows(0, 20)[:5]])
@@ -228,9 +229,9 @@ def test_fallback_vs_quality_rank_correlation_by_hand():
                            "val.overall.mAP": q})
     rank_fb, rank_q = np.argsort(np.argsort(fb)), np.argsort(np.argsort(q))  # no ties
     expected = np.corrcoef(rank_fb, rank_q)[0, 1]
-    assert report.fallback_vs_quality(steps, epochs)["spearman"].iloc[0] == pytest.approx(expected)
+    assert plots.fallback_vs_quality(steps, epochs)["spearman"].iloc[0] == pytest.approx(expected)
     flat = steps.assign(fallback_rate=0.5)
-    assert math.isnan(report.fallback_vs_quality(flat, epochs)["spearman"].iloc[0])
+    assert math.isnan(plots.fallback_vs_quality(flat, epochs)["spearman"].iloc[0])
 
 
 def test_alpha_summary():
@@ -238,7 +239,7 @@ def test_alpha_summary():
             enumerate(zip([0.5, 0.4, 0.005, 0.02, 0.003, 0.001], [0.0, 0.0, 0.1, 0.0, 0.2, 0.0]))]
     frame = pd.DataFrame(rows).assign(variant="dpo", ablation="none", seed=3)
     flat = pd.DataFrame(rows).assign(variant="cpo", ablation="none", seed=0, alpha_P=0.5, loss_N=0.0)
-    out = report.alpha_summary(pd.concat([frame, flat], ignore_index=True))
+    out = plots.alpha_summary(pd.concat([frame, flat], ignore_index=True))
     assert out[["variant", "seed"]].values.tolist() == [["dpo", 3], ["cpo", 0]]
     first = out.iloc[0]
     assert (first["alpha_P_first"], first["alpha_P_last"]) == (0.5, 0.001)
@@ -252,22 +253,22 @@ def test_alpha_summary():
 
 
 def test_label_frequency_table_and_ratio():
-    table = report.label_frequency_table([5, 9, 5, 1], ["w", "x", "y", "z"], privileged=[3])
+    table = plots.label_frequency_table([5, 9, 5, 1], ["w", "x", "y", "z"], privileged=[3])
     assert table["name"].tolist() == ["x", "w", "y", "z"]  # ties keep the lower index first
     assert table["count"].tolist() == [9, 5, 5, 1]
     assert table["privileged"].tolist() == [False, False, False, True]
     assert table["share"].sum() == pytest.approx(1.0)
-    assert report.head_tail_ratio([5, 9, 5, 1]) == 9.0
-    assert report.head_tail_ratio([3, 0]) == math.inf
+    assert plots.head_tail_ratio([5, 9, 5, 1]) == 9.0
+    assert plots.head_tail_ratio([3, 0]) == math.inf
     with pytest.raises(ValueError, match="label names"):
-        report.label_frequency_table([1, 2], ["a"], [])
+        plots.label_frequency_table([1, 2], ["a"], [])
 
 
 def test_class_mean_distances_match_a_loop():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2, 3))
     y = rng.integers(0, 4, size=40)
-    d = report.class_mean_distances(x, y, names=["p", "q", "r", "s"])
+    d = plots.class_mean_distances(x, y, names=["p", "q", "r", "s"])
     for i in range(4):
         for j in range(4):
             mi = sum(x[k].ravel() for k in range(40) if y[k] == i) / (y == i).sum()
@@ -278,8 +279,8 @@ def test_class_mean_distances_match_a_loop():
 
 def test_nearest_lookalikes():
     x = np.array([[0.0], [0.1], [5.0], [5.5], [20.0]])
-    d = report.class_mean_distances(x, np.arange(5))
-    assert report.nearest_lookalikes(d).tolist() == ["1", "0", "3", "2", "3"]
+    d = plots.class_mean_distances(x, np.arange(5))
+    assert plots.nearest_lookalikes(d).tolist() == ["1", "0", "3", "2", "3"]
 
 
 # ---------------------------------------------------------------- plots
@@ -288,11 +289,11 @@ def test_nearest_lookalikes():
 def test_plot_examples_titles_mark_privileged():
     images = np.random.default_rng(0).random((5, 1, 8, 8))
     labels = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [1, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
-    fig = report.plot_examples(images, labels, NAMES, PRIVILEGED, n=4, ncols=2)
+    fig = plots.plot_examples(images, labels, NAMES, PRIVILEGED, n=4, ncols=2)
     ax = fig.axes[0]
     texts = [t for t in ax.texts]
     assert [t.get_text() for t in texts] == ["a", "c*", "a b d*", "b"]
-    assert [same_color(t.get_color(), report.PRIVILEGED_COLOR) for t in texts] == [False, True, True, False]
+    assert [same_color(t.get_color(), plots.PRIVILEGED_COLOR) for t in texts] == [False, True, True, False]
     assert len(ax.images) == 1 and len(ax.patches) == 4  # one frame per image
     mosaic = ax.images[0].get_array()
     assert mosaic.shape[1] == 2 * (8 + 1)  # two tiles of 8 px and a 1 px gap each
@@ -303,7 +304,7 @@ def test_plot_examples_titles_mark_privileged():
 def test_plot_examples_shows_the_chosen_indices():
     images = np.arange(6, dtype=float).reshape(6, 1, 1, 1).repeat(4, 2).repeat(4, 3) / 10
     labels = np.eye(4)[[0, 1, 2, 3, 0, 1]]
-    ax = report.plot_examples(images, labels, NAMES, PRIVILEGED, indices=[5, 2]).axes[0]
+    ax = plots.plot_examples(images, labels, NAMES, PRIVILEGED, indices=[5, 2]).axes[0]
     assert [t.get_text() for t in ax.texts] == ["b", "c*"]
     mosaic = ax.images[0].get_array()
     assert mosaic[4, 0] == pytest.approx(1 - 0.5) and mosaic[4, 5] == pytest.approx(1 - 0.2)
@@ -313,45 +314,45 @@ def test_pick_examples():
     labels = np.zeros((10, 4), dtype=int)
     labels[[3, 6, 7, 9], 2] = 1  # privileged label c
     labels[:, 0] = 1
-    assert report.pick_examples(labels, PRIVILEGED, n=6, privileged_share=0.5).tolist() == [0, 1, 2, 3, 6, 7]
-    assert report.pick_examples(labels, PRIVILEGED, n=3, privileged_share=1 / 3).tolist() == [0, 1, 3]
+    assert plots.pick_examples(labels, PRIVILEGED, n=6, privileged_share=0.5).tolist() == [0, 1, 2, 3, 6, 7]
+    assert plots.pick_examples(labels, PRIVILEGED, n=3, privileged_share=1 / 3).tolist() == [0, 1, 3]
     # fewer privileged examples than asked: the rest are ordinary ones
-    assert report.pick_examples(labels, PRIVILEGED, n=8, privileged_share=1.0).tolist() == [0, 1, 2, 3, 4, 6, 7, 9]
+    assert plots.pick_examples(labels, PRIVILEGED, n=8, privileged_share=1.0).tolist() == [0, 1, 2, 3, 4, 6, 7, 9]
 
 
 def test_plot_label_frequencies_draws_sorted_highlighted_bars():
     fig, ax = plt.subplots()
-    assert report.plot_label_frequencies(FREQS, NAMES, PRIVILEGED, ax=ax) is fig
+    assert plots.plot_label_frequencies(FREQS, NAMES, PRIVILEGED, ax=ax) is fig
     bars = ax.patches[:4]  # the legend's handles are not in ax.patches
     assert len(ax.patches) == 4
     assert [b.get_height() for b in bars] == [200, 50, 12, 5]
-    privileged = [same_color(b.get_facecolor(), report.PRIVILEGED_COLOR) for b in bars]
+    privileged = [same_color(b.get_facecolor(), plots.PRIVILEGED_COLOR) for b in bars]
     assert privileged == [False, False, True, True]
     assert [b.get_hatch() for b in bars] == [None, None, "//", "//"]
-    assert all(same_color(b.get_facecolor(), report.NON_PRIVILEGED_COLOR) for b, p in zip(bars, privileged) if not p)
+    assert all(same_color(b.get_facecolor(), plots.NON_PRIVILEGED_COLOR) for b, p in zip(bars, privileged) if not p)
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["b", "a", "d*", "c*"]
     assert ax.get_yscale() == "log" and "log" in ax.get_ylabel() and ax.get_xlabel()
     assert "40.0×" in ax.get_title()  # 200 / 5
-    linear = report.plot_label_frequencies(FREQS, NAMES, PRIVILEGED, log=False).axes[0]
+    linear = plots.plot_label_frequencies(FREQS, NAMES, PRIVILEGED, log=False).axes[0]
     assert linear.get_yscale() == "linear"
 
 
 def test_plot_alpha_draws_mean_lines_and_bands(fake_store):
-    steps = report.load_histories(fake_store, "toy", ["dpo", "cpo"])
-    fig = report.plot_alpha(steps, window=3)
+    steps = plots.load_histories(fake_store, "toy", ["dpo", "cpo"])
+    fig = plots.plot_alpha(steps, window=3)
     assert len(fig.axes) == 2
     for ax, variant in zip(fig.axes, ["dpo", "cpo"]):
         assert variant.upper() in ax.get_title()
         lines = [line for line in ax.lines if line.get_label() in ("α_P (privileged*)", "α_N (non-privileged)")]
         assert len(lines) == 2
         solid, dashed = lines
-        assert same_color(solid.get_color(), report.PRIVILEGED_COLOR) and solid.get_linestyle() == "-"
-        assert same_color(dashed.get_color(), report.NON_PRIVILEGED_COLOR) and dashed.get_linestyle() == "--"
+        assert same_color(solid.get_color(), plots.PRIVILEGED_COLOR) and solid.get_linestyle() == "-"
+        assert same_color(dashed.get_color(), plots.NON_PRIVILEGED_COLOR) and dashed.get_linestyle() == "--"
         assert len(ax.collections) == 2  # one ±std band per line
         x, y = solid.get_data()
         assert x.max() == 14  # cut to the shortest seed
-        smooth = report.smooth_histories(steps[steps.variant == variant], ["alpha_P"], 3)
+        smooth = plots.smooth_histories(steps[steps.variant == variant], ["alpha_P"], 3)
         expected = smooth[smooth.step <= 14].groupby("step")["alpha_P"].mean()
         np.testing.assert_allclose(y, expected.to_numpy(), rtol=1e-12)
         np.testing.assert_allclose(y + dashed.get_data()[1], 1.0, rtol=1e-12)  # α on the simplex
@@ -360,45 +361,45 @@ def test_plot_alpha_draws_mean_lines_and_bands(fake_store):
 
 
 def test_plot_alpha_into_given_axes_and_wrong_count(fake_store):
-    steps = report.load_histories(fake_store, "toy", ["dpo", "cpo", "bce"], seeds=[0])
+    steps = plots.load_histories(fake_store, "toy", ["dpo", "cpo", "bce"], seeds=[0])
     fig, axes = plt.subplots(2, 2)
-    assert report.plot_alpha(steps, ax=axes.ravel()[:3]) is fig
+    assert plots.plot_alpha(steps, ax=axes.ravel()[:3]) is fig
     assert not axes.ravel()[3].lines  # untouched
     assert fig.get_suptitle() == ""  # a figure we did not create keeps its own title
     assert all(len(ax.collections) == 0 for ax in axes.ravel()[:3])  # one seed: no band
     with pytest.raises(ValueError, match="3 panel"):
-        report.plot_alpha(steps, ax=axes[0])
+        plots.plot_alpha(steps, ax=axes[0])
 
 
 def test_plot_group_losses(fake_store):
-    steps = report.load_histories(fake_store, "toy", ["cpo"])
-    fig = report.plot_group_losses(steps, window=1)
+    steps = plots.load_histories(fake_store, "toy", ["cpo"])
+    fig = plots.plot_group_losses(steps, window=1)
     ax = fig.axes[0]
     solid = ax.lines[0]
-    assert same_color(solid.get_color(), report.PRIVILEGED_COLOR)
+    assert same_color(solid.get_color(), plots.PRIVILEGED_COLOR)
     expected = steps[steps.step <= 14].groupby("step")["loss_P"].mean()
     np.testing.assert_allclose(solid.get_ydata(), expected.to_numpy(), rtol=1e-12)
     assert ax.get_ylabel() == "group loss"
 
 
 def test_plot_fallback_one_line_per_variant(fake_store):
-    steps = report.load_histories(fake_store, "toy", ["dpo", "cpo"])
-    fig = report.plot_fallback(steps, window=5)
+    steps = plots.load_histories(fake_store, "toy", ["dpo", "cpo"])
+    fig = plots.plot_fallback(steps, window=5)
     rate_ax, size_ax = fig.axes
     assert rate_ax.get_ylabel() == "fallback rate" and size_ax.get_ylabel() == "mean confusing-set size"
     for ax, column in ((rate_ax, "fallback_rate"), (size_ax, "confusing_size")):
         assert [line.get_label() for line in ax.lines] == ["dpo", "cpo"]
-        assert [same_color(line.get_color(), report.VARIANT_COLORS[v]) for line, v in zip(ax.lines, ["dpo", "cpo"])] \
+        assert [same_color(line.get_color(), plots.VARIANT_COLORS[v]) for line, v in zip(ax.lines, ["dpo", "cpo"])] \
             == [True, True]
-        smooth = report.smooth_histories(steps[steps.variant == "cpo"], [column], 5)
+        smooth = plots.smooth_histories(steps[steps.variant == "cpo"], [column], 5)
         expected = smooth[smooth.step <= 14].groupby("step")[column].mean()
         np.testing.assert_allclose(ax.lines[1].get_ydata(), expected.to_numpy(), rtol=1e-12)
         assert len(ax.collections) == 2
 
 
 def test_plot_per_label_ap_points_and_marks(fake_store):
-    frame = report.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
-    fig = report.plot_per_label_ap(frame)
+    frame = plots.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
+    fig = plots.plot_per_label_ap(frame)
     assert len(fig.axes) == 2
     for ax, variant in zip(fig.axes, ["bce", "cpo"]):
         assert variant.upper() in ax.get_title()
@@ -425,14 +426,14 @@ def test_plot_per_label_ap_points_and_marks(fake_store):
         assert ax.get_xscale() == "log" and ax.get_xlabel()
     assert "AP" in fig.axes[0].get_ylabel()
     with pytest.raises(ValueError, match="dpo"):
-        report.plot_per_label_ap(frame, variants=("bce", "dpo"))
+        plots.plot_per_label_ap(frame, variants=("bce", "dpo"))
 
 
 def test_plot_group_weights_keeps_its_behaviour():
     alphas = [[0.5, 0.5], [0.6, 0.4], [0.7, 0.3]]
     group_losses = [[1.0, 0.5], [1.2, 0.5], [1.4, 0.5]]
-    fig = report.plot_group_weights(alphas, group_losses)
+    fig = plots.plot_group_weights(alphas, group_losses)
     ax, twin = fig.axes
     assert [line.get_ydata().tolist() for line in ax.lines] == [[0.5, 0.6, 0.7], [0.5, 0.4, 0.3]]
-    assert same_color(ax.lines[0].get_color(), report.PRIVILEGED_COLOR)
+    assert same_color(ax.lines[0].get_color(), plots.PRIVILEGED_COLOR)
     assert [line.get_linestyle() for line in twin.lines] == ["--", "--"]

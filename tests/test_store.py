@@ -1,4 +1,4 @@
-"""Tests for fairpo.store: atomic writes, exact round trips, canonical bytes, collecting records."""
+"""Tests for fairpo.run.store: atomic writes, exact round trips, canonical bytes, collecting records."""
 
 import json
 import math
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fairpo import store
-from fairpo.store import (
+from fairpo.run import store
+from fairpo.run.store import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
@@ -347,7 +347,7 @@ def test_collect_records_empty_tree(tmp_path):
 
 
 def test_a_field_added_after_a_run_counts_as_its_default():
-    from fairpo.store import identity_differences
+    from fairpo.run.store import identity_differences
 
     stored = {"lr": 0.001, "epochs": 5}  # trained before `head_activation` existed
     asked = {"lr": 0.001, "epochs": 5, "head_activation": "relu"}

@@ -1,7 +1,7 @@
-"""Tests for fairpo.tables: the paper's transcribed numbers, our tables from a fake run store, the tests.
+"""Tests for fairpo.report.tables: the paper's transcribed numbers, our tables from a fake run store, the tests.
 
-The fake store is built here with fairpo.store (record.json + test_logits.safetensors per run); every
-expected value is computed in the test from the numbers written, independently of fairpo.tables.
+The fake store is built here with fairpo.run.store (record.json + test_logits.safetensors per run); every
+expected value is computed in the test from the numbers written, independently of fairpo.report.tables.
 Standard deviations are sample std (ddof=1), computed with the statistics module.
 """
 
@@ -15,9 +15,10 @@ import pytest
 import torch
 from scipy import stats
 
-from fairpo import store, tables
-from fairpo.metrics import average_precision, group_metrics
-from fairpo.tables import (
+from fairpo.run import store
+from fairpo.report import tables
+from fairpo.method.metrics import average_precision, group_metrics
+from fairpo.report.tables import (
     DELTA,
     METRIC_COLUMNS,
     paired_bootstrap,

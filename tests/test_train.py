@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from fairpo import store
-from fairpo import train as T
-from fairpo.config import ABLATIONS, RunConfig
-from fairpo.methods import Objective
+from fairpo.run import store
+from fairpo.run import train as T
+from fairpo.run.config import ABLATIONS, RunConfig
+from fairpo.method.objective import Objective
 
 TINY = dict(num_train=300, num_test=200)
 
@@ -225,7 +225,7 @@ def test_a_fairpo_run_and_its_baseline_share_one_reference_whatever_the_method_f
 
 
 def test_the_grid_lists_stale_runs_before_any_work_and_force_retrains_exactly_those(tmp_path, cache_dir):
-    from fairpo.reproduce import run_grid
+    from fairpo.run.grid import run_grid
 
     (tmp_path / ".cache").symlink_to(cache_dir)  # the module's backbone and features
     grid = dict(methods=[("bce", "none")], quiet=True, extra=dict(TINY))

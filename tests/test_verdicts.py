@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairpo import verdicts
-from fairpo.tables import holm
+from fairpo.report import verdicts
+from fairpo.report.tables import holm
 
 
 def test_holm_matches_a_hand_computed_example():

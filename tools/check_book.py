@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check the built book (``_build/html``): what a reader must find there, and nothing fetched online.
 
-Run by ``python -m fairpo.book`` (``make book``) after ``jupyter-book build``; usable on its own:
+Run by ``python -m fairpo.report.book`` (``make book``) after ``jupyter-book build``; usable on its own:
 
     python tools/check_book.py [_build/html]
 
@@ -32,7 +32,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from fairpo.book import toc_pages
+from fairpo.report.book import toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 

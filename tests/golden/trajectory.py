@@ -44,9 +44,9 @@ def write_features(root: Path) -> None:
 
 def trajectory() -> dict[str, list[dict[str, float]]]:
     """Every run's per-step history (the columns of :data:`COLUMNS` that the method has)."""
-    from fairpo import store
-    from fairpo.config import RunConfig
-    from fairpo.train import train
+    from fairpo.run import store
+    from fairpo.run.config import RunConfig
+    from fairpo.run.train import train
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         return 0
     if not args.reason:
         parser.error("--write needs --reason: say why the golden trajectory changes")
-    from fairpo.store import environment_info
+    from fairpo.run.store import environment_info
 
     reasons = json.loads(GOLDEN.read_text())["reasons"] if GOLDEN.exists() else []
     golden = dict(tolerance=TOLERANCE, reasons=[*reasons, args.reason], environment=environment_info(),

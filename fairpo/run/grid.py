@@ -3,7 +3,7 @@
 ``run_grid`` trains what the run store lacks — the ``bce`` references first, so parallel jobs never
 race to train the same reference — and returns the store's records as a DataFrame. ``via="papermill"``
 runs each run through ``notebooks/train.ipynb`` and keeps the executed notebook beside its record;
-``via="python"`` calls :func:`fairpo.train.train` directly (the same code, without a kernel per run).
+``via="python"`` calls :func:`fairpo.run.train.train` directly (the same code, without a kernel per run).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from fairpo import store
-from fairpo.config import ABLATIONS, BASELINES, FAIRPO_VARIANTS, RunConfig
+from fairpo.run import store
+from fairpo.run.config import ABLATIONS, BASELINES, FAIRPO_VARIANTS, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
@@ -51,7 +51,7 @@ def _train_in_worker(config: RunConfig, results_dir: str, via: str, quiet: bool,
     torch.set_num_threads(1)  # jobs share the cores; more threads per job only adds contention
     if via == "papermill":
         return str(run_notebook(config, results_dir, quiet=quiet, force=force))
-    from fairpo.train import train
+    from fairpo.run.train import train
 
     train(config, results_dir, quiet=quiet, force=force)
     return config.run_name
@@ -116,7 +116,7 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
              *, jobs: int = 1, via: str = "python", quiet: bool = False, force: bool = False,
              executor: str = "none", cluster: dict | None = None,
              methods: Iterable[tuple[str, str]] | None = None, **overrides) -> pd.DataFrame:
-    """Train every missing run of the grid and return :func:`fairpo.store.collect_records` for the data set.
+    """Train every missing run of the grid and return :func:`fairpo.run.store.collect_records` for the data set.
 
     Before any work, every run folder of the grid is checked: a finished run trained with another
     configuration (say another epoch budget) or a damaged record is listed in one error, unless

@@ -1,11 +1,11 @@
-"""The book: the reproduction audit's measurements, and the build (``python -m fairpo.book``).
+"""The book: the reproduction audit's measurements, and the build (``python -m fairpo.report.book``).
 
 The audit (``book/audit.md``, executed page ``book/audit_measure.md``) compares, on the *same* stored
 predictions, the way this companion evaluates with the way the authors' released code does:
 
-- :func:`evaluation_audit`: dataset-level metrics (ours, :func:`fairpo.metrics.group_metrics`) against
+- :func:`evaluation_audit`: dataset-level metrics (ours, :func:`fairpo.method.metrics.group_metrics`) against
   metrics computed per batch of 32 and averaged over batches
-  (:func:`fairpo.metrics.batch_averaged_metrics`), and the two conventions for the sample F1 of a
+  (:func:`fairpo.method.metrics.batch_averaged_metrics`), and the two conventions for the sample F1 of a
   sample with no true and no predicted label (1, ours; 0, the released code's);
 - :func:`selection_audit`: the checkpoint chosen on the held-out validation split (ours) against the
   one the test split itself would choose (the released code early-stops on the split it reports).
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairpo import store
-from fairpo.metrics import GROUPS, batch_averaged_metrics, group_metrics
+from fairpo.run import store
+from fairpo.method.metrics import GROUPS, batch_averaged_metrics, group_metrics
 
 TEST_PREFIX = "audit.test."  # the per-epoch test metrics the trainer logs for this audit only
 
@@ -224,7 +224,7 @@ def publish(built: Path, published: Path) -> None:
 def build(*, fill_store: bool = True, check: bool = True, jobs: int = 1, quiet: bool = False) -> float:
     """Build the book from the repository root; returns the seconds the whole build took.
 
-    Steps: train what the ``digits`` grid lacks (:func:`fairpo.reproduce.ensure_grid`), clear the
+    Steps: train what the ``digits`` grid lacks (:func:`fairpo.run.grid.ensure_grid`), clear the
     notebook cache if the store or the package changed, ``jupyter-book build . -W -n --keep-going``
     into :data:`STAGING`, record the fingerprint, ``tools/check_book.py`` on the HTML, and only then
     publish it to ``_build/html``. Raises ``RuntimeError`` naming the failed step; a failed step leaves
@@ -236,7 +236,7 @@ def build(*, fill_store: bool = True, check: bool = True, jobs: int = 1, quiet: 
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONHASHSEED=os.environ.get("PYTHONHASHSEED", "0"))
     os.environ["TQDM_DISABLE"] = "1"
     if fill_store:
-        from fairpo.reproduce import ensure_grid
+        from fairpo.run.grid import ensure_grid
 
         ensure_grid("digits", results_dir=results_dir, jobs=jobs, quiet=quiet)
     if _invalidate_cache_if_changed(root, results_dir) and not quiet:
@@ -260,7 +260,7 @@ def build(*, fill_store: bool = True, check: bool = True, jobs: int = 1, quiet: 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fairpo.book", description=build.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fairpo.report.book", description=build.__doc__.splitlines()[0])
     parser.add_argument("--no-fill", action="store_true", help="do not train missing runs of the digits grid")
     parser.add_argument("--no-check", action="store_true", help="skip tools/check_book.py")
     parser.add_argument("--jobs", type=int, default=1, help="runs of the grid trained in parallel")

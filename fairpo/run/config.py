@@ -32,7 +32,7 @@ code) or a copy of its BCE reference (Algorithm 2, line 1's example)."""
 
 HEAD_ACTIVATIONS = ("relu", "leaky_relu", "gelu")
 """The heads' hidden activations — the paper's ReLU, or one that cannot leave a head dead (see
-:data:`fairpo.model.ACTIVATIONS`)."""
+:data:`fairpo.method.heads.ACTIVATIONS`)."""
 
 SELECTIONS = ("overall", "privileged")
 """The validation mAP that picks the best epoch and drives early stopping — over all labels (the paper's

@@ -1,4 +1,4 @@
-"""One trainer for every method and ablation: :func:`train` turns a :class:`~fairpo.config.RunConfig` into a run record.
+"""One trainer for every method and ablation: :func:`train` turns a :class:`~fairpo.run.config.RunConfig` into a run record.
 
 The frozen part of the backbone runs once per data set into the feature cache; a run trains the
 backbone's last ``trainable_blocks`` blocks and the per-label heads on those cached features. FairPO
@@ -9,7 +9,7 @@ code does) or from a copy of the reference (``init="reference"``). Early stoppin
 split's mAP (overall, or privileged with ``selection="privileged"``); the test split is evaluated once,
 at the best checkpoint. Every random stream has its own seeded generator (:mod:`fairpo.rng`).
 
-Run folder (``fairpo.store.run_dir``): ``record.json``, ``steps.jsonl`` (per-step history),
+Run folder (``fairpo.run.store.run_dir``): ``record.json``, ``steps.jsonl`` (per-step history),
 ``epochs.jsonl`` (per-epoch validation metrics, and the test metrics of each epoch under ``audit.``,
 logged for the reproduction audit and never used to select anything), ``best.safetensors`` (best weights),
 ``test_logits.safetensors`` (the test split's logits and labels at the best checkpoint) and, while the
@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fairpo import rng, store
-from fairpo.backbone import (DIGITS_BACKBONE, PAPER_BACKBONE, TrainedTop, digits_backbone, digits_backbone_id,
+from fairpo import rng
+from fairpo.run import store
+from fairpo.data.backbone import (DIGITS_BACKBONE, PAPER_BACKBONE, TrainedTop, digits_backbone, digits_backbone_id,
                              feature_size, load_vit, split_backbone)
-from fairpo.config import RunConfig
-from fairpo.metrics import dead_heads, group_metrics
-from fairpo.methods import Objective
-from fairpo.model import PerLabelHeads
+from fairpo.run.config import RunConfig
+from fairpo.method.metrics import dead_heads, group_metrics
+from fairpo.method.objective import Objective
+from fairpo.method.heads import PerLabelHeads
 
 
 class Network(nn.Module):
@@ -75,7 +76,7 @@ def prepare(config: RunConfig, cache_dir: str | os.PathLike, device: torch.devic
     variance, as in the paper's three runs on fixed COCO splits.
     """
     from fairpo.data import load_dataset
-    from fairpo.cache import cached_features
+    from fairpo.data.cache import cached_features
 
     options = dict(config.extra)
     data_seed = options.pop("data_seed", 0)
@@ -173,8 +174,8 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
     """Train one run and return its record.
 
     A finished run is read back, not retrained, when it was trained with the same identity
-    (:meth:`fairpo.config.RunConfig.identity`); a finished run with another identity raises
-    :class:`fairpo.store.StaleRunError` naming the differing fields. ``force`` retrains whatever the
+    (:meth:`fairpo.run.config.RunConfig.identity`); a finished run with another identity raises
+    :class:`fairpo.run.store.StaleRunError` naming the differing fields. ``force`` retrains whatever the
     folder holds (a damaged record included); ``force_reference`` retrains a FairPO run's reference too.
 
     On a CPU the run uses ``config.cpu_threads`` threads: the digits model is so small that more

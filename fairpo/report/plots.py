@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 from matplotlib.colors import ListedColormap
 
-from fairpo import losses, store
+from fairpo.method import losses
+from fairpo.run import store
 
 # ---------------------------------------------------------------- style
 
@@ -109,8 +110,8 @@ def _finished_runs(results_dir, dataset: str, variants: Sequence[str], seeds: Se
     if missing:
         raise FileNotFoundError(
             f"no finished run in {', '.join(missing)}; fill the store first, e.g. "
-            f"fairpo.reproduce.ensure_grid(dataset={dataset!r}, results_dir={str(results_dir)!r}), "
-            f"or train the run with fairpo.train.train")
+            f"fairpo.run.grid.ensure_grid(dataset={dataset!r}, results_dir={str(results_dir)!r}), "
+            f"or train the run with fairpo.run.train.train")
     return found
 
 

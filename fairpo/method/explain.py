@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import torch
 
-from fairpo import losses
+from fairpo.method import losses
 
 
 def logit(p: float) -> float:

@@ -99,7 +99,7 @@ def run_dir(
 
 
 def run_dir_of(results_dir: str | os.PathLike, config) -> Path:
-    """The run folder of a :class:`fairpo.config.RunConfig`."""
+    """The run folder of a :class:`fairpo.run.config.RunConfig`."""
     return run_dir(results_dir, config.dataset, config.variant, config.ablation, config.seed, init=config.init)
 
 

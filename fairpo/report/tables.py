@@ -7,7 +7,7 @@ Two sources, one shape (:class:`Table`):
   Learning*, section 4 and section 5). Numbers are facts and may be
   cited; the transcription keeps what the paper prints (bold, ``Ref``, the † and ‡ marks, the
   parentheses of Tables 3–4) so the tests can check its arithmetic.
-- :func:`results_table` — ours, from :func:`fairpo.store.collect_records`: mean ± std over seeds in
+- :func:`results_table` — ours, from :func:`fairpo.run.store.collect_records`: mean ± std over seeds in
   percent, in the paper's layout, with significance marks from a named test.
 
 Layouts (``layout``): ``"main"`` (Tables 1 and 2: six methods), ``"components"`` (Table 3: FairPO-CPO
@@ -82,7 +82,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fairpo import store
+from fairpo.run import store
 
 PAPER_CITATION = (
     "Mondal, Chanda, Varmora, Ramakrishnan. FairPO: Fair Preference Optimization for Multi-Label "
@@ -544,7 +544,7 @@ def weighted_average_precision(scores: np.ndarray, labels: np.ndarray, weights: 
     """Per-label average precision when sample i is counted ``weights[b, i]`` times, for every b.
 
     Equals, for each resample b (ties between scores form one threshold, as in sklearn and
-    :func:`fairpo.metrics.average_precision`)::
+    :func:`fairpo.method.metrics.average_precision`)::
 
         idx = np.repeat(np.arange(N), weights[b])
         out[b] = average_precision(scores[idx], labels[idx])
@@ -693,7 +693,7 @@ class _Logits:
         path = folder / "test_logits.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the run finished without its test logits; "
-                                    f"retrain it (fairpo.train.train(..., force=True)) for the bootstrap")
+                                    f"retrain it (fairpo.run.train.train(..., force=True)) for the bootstrap")
         tensors, _ = store.load_checkpoint(path)
         logits, labels = tensors["logits"].double().numpy(), tensors["labels"].numpy()
         if self.labels is None:
@@ -740,7 +740,7 @@ def results_table(results_dir: str | os.PathLike = "results", dataset: str = "di
         seeds: restrict to these seeds (default: every seed in the store).
         bootstrap: run the paired bootstrap (needs each run's ``test_logits.safetensors``).
         resamples, bootstrap_seed, confidence: the bootstrap's B, its numpy seed, its interval level.
-        records: :func:`fairpo.store.collect_records` output to use instead of reading the store.
+        records: :func:`fairpo.run.store.collect_records` output to use instead of reading the store.
 
     Returns:
         A :class:`Table`. With no run for ``dataset`` it carries ``message`` (what to run) and empty
@@ -1035,7 +1035,7 @@ def table_parameters(namespace: dict, before: set[str]) -> dict:
     """Validate the parameters a results notebook gained since ``before`` (papermill only warns about
     a misspelt name) and return them cleaned: ``results_dir`` (Path), ``dataset``, ``seeds`` (tuple),
     ``test``, ``resamples``, ``jobs``."""
-    from fairpo.config import DATASETS
+    from fairpo.run.config import DATASETS
 
     new = {name for name in set(namespace) - set(before) if not name.startswith("_")}
     unknown = sorted(new - set(TABLE_PARAMETERS))

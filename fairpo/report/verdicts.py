@@ -4,7 +4,7 @@ Every claim the book makes about our runs comes from :func:`claims`, never from 
 claim of the paper (Tables 1–4 and its text) is turned into a comparison between two sets of runs of
 the store — per-seed test mAP of one group — and tested with Welch's two-sided t-test across seeds.
 The p-values of one *family* (the claims of one table) are adjusted with Holm's method
-(:func:`fairpo.tables.holm`), so the chance of any false claim in a family stays at ``level``.
+(:func:`fairpo.report.tables.holm`), so the chance of any false claim in a family stays at ``level``.
 
 Verdicts:
 
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from fairpo import store
-from fairpo.tables import holm, paper_table, welch_test
+from fairpo.run import store
+from fairpo.report.tables import holm, paper_table, welch_test
 
 LEVEL = 0.05
 """The level of every claim the book makes (after Holm's correction within a family)."""
@@ -43,7 +43,7 @@ class Claim:
 
     ``a`` and ``b`` are (variant, arm) keys of the store (``arm`` is the store's ``ablation`` column);
     ``tables`` names, per data set, the paper's table and the names of the two rows there, so the
-    paper's difference is read from the transcription (:func:`fairpo.tables.paper_table`).
+    paper's difference is read from the transcription (:func:`fairpo.report.tables.paper_table`).
     """
 
     family: str

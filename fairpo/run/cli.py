@@ -1,6 +1,6 @@
 """``fairpo`` command line: ``fairpo reproduce`` runs the grid of Tables 1–4, ``fairpo train`` one run.
 
-Every field of :class:`fairpo.config.RunConfig` is an option of both commands (``--field-name``), with
+Every field of :class:`fairpo.run.config.RunConfig` is an option of both commands (``--field-name``), with
 the field's default and, where the field has a fixed set of values, its choices; the grid forwards all
 of them to every run. Paths are relative to the folder the command runs in. A user error (a bad value,
 a missing data folder, a stale or damaged run) is one line on stderr and exit code 2; ``--debug`` shows
@@ -15,8 +15,8 @@ import sys
 import time
 import typing
 
-from fairpo import config as cfg
-from fairpo.config import RunConfig
+from fairpo.run import config as cfg
+from fairpo.run.config import RunConfig
 
 CHOICES = {"dataset": cfg.DATASETS, "variant": cfg.VARIANTS, "ablation": cfg.ABLATIONS, "device": cfg.DEVICES,
            "init": cfg.INITS, "selection": cfg.SELECTIONS, "head_activation": cfg.HEAD_ACTIVATIONS}
@@ -43,7 +43,7 @@ def _option_type(field: dataclasses.Field):
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    group = parser.add_argument_group("run configuration (fairpo.config.RunConfig)")
+    group = parser.add_argument_group("run configuration (fairpo.run.config.RunConfig)")
     for field in dataclasses.fields(RunConfig):
         kind = _option_type(field)
         if field.name in skip or kind is None:
@@ -96,7 +96,7 @@ def _config_fields(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> int:
     fields = _config_fields(args)
     if args.command == "reproduce":
-        from fairpo.reproduce import run_grid
+        from fairpo.run.grid import run_grid
 
         start = time.perf_counter()
         dataset = fields.pop("dataset")
@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(records)} finished runs for {dataset} in {args.results_dir}/{dataset}/ "
               f"({time.perf_counter() - start:.0f} s)")
         return 0
-    from fairpo.train import train
+    from fairpo.run.train import train
 
     config = RunConfig(**fields)
     record = train(config, args.results_dir, force=args.force, force_reference=args.force_reference,

@@ -9,7 +9,7 @@ One entry point, :func:`load_dataset`, returns a :class:`DataBundle` for any of 
 - ``features``: any multi-label data given as vectors (``.npz`` or headerless ``.csv``).
 
 The validation split is always carved from the training split with a seeded generator; the test
-split never takes part in model selection. The feature cache lives in :mod:`fairpo.cache`.
+split never takes part in model selection. The feature cache lives in :mod:`fairpo.data.cache`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from fairpo.cache import FeatureDataset, _digest, cached_features
+from fairpo.data.cache import FeatureDataset, _digest, cached_features
 
 __all__ = ["BatchLoader", "DataBundle", "DigitsDataset", "digit_pretraining_set", "FeatureDataset", "ImageFileDataset", "ImageTransform",
            "TensorImageDataset", "cached_features", "load_dataset", "make_loader", "privileged_split"]
@@ -361,7 +361,7 @@ class DataBundle:
 
         The cache holds the whole file-level split the split was carved from (e.g. all of train2014
         for both ``train`` and ``val``), so every seed, whatever validation rows it draws, reads the
-        same file. ``kwargs`` go to :func:`fairpo.cache.cached_features`.
+        same file. ``kwargs`` go to :func:`fairpo.data.cache.cached_features`.
         """
         if split not in self.sources:
             raise ValueError(f"unknown split {split!r}; choose train, val or test")
@@ -628,7 +628,7 @@ def _digit_canvases(glyphs: np.ndarray, glyph_digits: np.ndarray, pool: np.ndarr
     rank = (np.cumsum(labels, axis=1) - 1)[canvas_of, digit]  # 0 for a canvas's first digit, 1 for its second…
     cell = np.argsort(rng.random((n, 4)), axis=1)[canvas_of, rank]
     # offsets on the 8-px grid: each glyph fills exactly one patch of the digits ViT (patch size 8),
-    # so a small ViT pretrained for seconds on a CPU sees whole digits (see fairpo.backbone)
+    # so a small ViT pretrained for seconds on a CPU sees whole digits (see fairpo.data.backbone)
     slots = DIGITS_CELL // DIGITS_GLYPH
     top = (cell // 2) * DIGITS_CELL + rng.integers(0, slots, size=len(cell)) * DIGITS_GLYPH
     left = (cell % 2) * DIGITS_CELL + rng.integers(0, slots, size=len(cell)) * DIGITS_GLYPH

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from fairpo.config import RunConfig
+from fairpo.run.config import RunConfig
 
 TRAIN_PARAMETERS = ("dataset", "data_root", "num_labels", "variant", "ablation", "init", "selection", "seed", "epochs",
                     "results_dir", "device", "privileged", "config_json", "force", "force_reference", "quiet")
@@ -39,7 +39,7 @@ def config_from_parameters(namespace: Mapping[str, Any], before: set[str]) -> tu
     ``namespace`` is the notebook's ``globals()``; ``before`` the names that existed before the
     parameters cell. Empty strings and 0 mean "default" for ``data_root``, ``num_labels``,
     ``privileged``, ``epochs`` (the data set's profile) and ``results_dir``. ``config_json`` is a JSON object
-    of any further :class:`~fairpo.config.RunConfig` fields (``'{"lr": 3e-4, "beta": 0.3}'``): every
+    of any further :class:`~fairpo.run.config.RunConfig` fields (``'{"lr": 3e-4, "beta": 0.3}'``): every
     field can be set from the notebook, and the grid passes a run's whole configuration this way.
     """
     new = {name for name in set(namespace) - set(before) if not name.startswith("_")}

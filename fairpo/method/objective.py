@@ -25,9 +25,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from fairpo import losses
-from fairpo.config import RunConfig
-from fairpo.group_weights import GroupWeights
+from fairpo.method import losses
+from fairpo.run.config import RunConfig
+from fairpo.method.group_weights import GroupWeights
 
 
 class Objective:
