@@ -49,6 +49,10 @@ STEP_HISTORY_FILE = "steps.jsonl"
 EPOCH_HISTORY_FILE = "epochs.jsonl"
 #: The best checkpoint (safetensors).
 CHECKPOINT_FILE = "best.safetensors"
+#: The test split's logits and labels at the best checkpoint (safetensors), for paired tests.
+TEST_LOGITS_FILE = "test_logits.safetensors"
+#: Everything needed to resume an unfinished run (a torch file of tensors and plain containers).
+RESUME_FILE = "last.pt"
 #: The record field that holds wall-clock times, the only part that changes between reruns.
 TIMINGS_KEY = "timings"
 FINISHED = "finished"
@@ -454,6 +458,24 @@ def _flatten(prefix: str, obj: Any, out: dict[str, Any]) -> None:
         out[prefix] = obj
 
 
+def finished_runs(results_dir: str | os.PathLike, dataset: str = "*") -> list[tuple[dict[str, Any], Path, dict]]:
+    """``(ids, folder, record)`` of every finished run under ``results_dir`` (of one ``dataset``, or of
+    all), sorted by folder: the one reader of the store's finished runs. ``ids`` is
+    :func:`parse_run_dir` of the folder; folders that are not run folders, and unfinished runs, are
+    left out."""
+    runs = []
+    for record_path in sorted(Path(results_dir).glob(f"{dataset}/*/seed*/{RECORD_FILE}")):
+        folder = record_path.parent
+        try:
+            ids = parse_run_dir(folder)
+        except ValueError:
+            continue
+        record = read_record(folder)
+        if record.get("status") == FINISHED:
+            runs.append((ids, folder, record))
+    return runs
+
+
 def collect_records(results_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per finished run under ``results_dir``, for the tables.
 
@@ -465,15 +487,7 @@ def collect_records(results_dir: str | os.PathLike) -> pd.DataFrame:
     runs are left out.
     """
     rows = []
-    for record_path in sorted(Path(results_dir).glob(f"*/*/seed*/{RECORD_FILE}")):
-        folder = record_path.parent
-        try:
-            ids = parse_run_dir(folder)
-        except ValueError:
-            continue
-        record = read_json(record_path)
-        if record.get("status") != FINISHED:
-            continue
+    for ids, _, record in finished_runs(results_dir):
         row = dict(ids)
         for section in METRIC_SECTIONS:
             if section in record:
