@@ -32,9 +32,16 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 
 # The whole book from the embedded data set: trains what the digits grid lacks, builds with
-# jupyter-book build . -W -n --keep-going (zero warnings), then checks the HTML (tools/check_book.py).
+# jupyter-book build . -W -n --keep-going (zero warnings), then checks the HTML (tools/check_book.py),
+# then opens every page in headless Chromium (tools/browser_check.py: JS errors, missing images/fonts,
+# tracebacks, content wider than 1280 px; screenshots in _build/screenshots). Chromium comes from apt;
+# without it the browser check stops the target (exit 3) instead of passing silently.
 book: install
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || apt-get install -y chromium chromium-driver || sudo apt-get install -y chromium chromium-driver \
+	  || echo "make book: could not install chromium/chromium-driver; tools/browser_check.py will fail (exit 3)" >&2
 	$(PY) -m fairpo.report.book --jobs 2
+	$(PY) tools/browser_check.py _build/html
 
 clean:
 	rm -rf _build results .pytest_cache

@@ -27,7 +27,7 @@ def step_time(variant: str, device: torch.device, B=32, d=768, T=80, P=16, repea
     torch.manual_seed(0)
     heads = PerLabelHeads(d, T).to(device)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=1e-4)
-    objective = Objective(RunConfig(variant=variant), list(range(T - P, T)), T)
+    objective = Objective(RunConfig(variant=variant), list(range(T - P, T)), T, device=device)
     x = torch.randn(B, d, device=device)
     y = (torch.rand(B, T, device=device) < 0.1).float()
     ref = torch.randn(B, T, device=device)

@@ -101,3 +101,38 @@ def group_weights(losses_per_step, step_size=0.05, ema_decay=0.9, scale_eps=1e-6
         alpha = [a / Z for a in alpha]
         out.append(alpha)
     return out
+
+
+def asymmetric_loss(z, y, gamma_pos, gamma_neg, margin):
+    """ASL (Ridnik et al. 2021) entry by entry: −[y (1−p)^γ⁺ log p + (1−y) p_m^γ⁻ log(1−p_m)], p_m = max(p−m, 0)."""
+    B, T = z.shape
+    total = 0.0
+    for i in range(B):
+        for j in range(T):
+            p = m(z[i, j])
+            if y[i, j] == 1:
+                total = total - (1 - p) ** gamma_pos * torch.log(p)
+            else:
+                p_m = max(p - margin, torch.zeros_like(p))
+                total = total - p_m ** gamma_neg * torch.log(1 - p_m)
+    return total / (B * T)
+
+
+def distribution_balanced_loss(z, y, train_y, alpha, beta, mu, lam, kappa):
+    """DB loss (Wu et al. 2020) entry by entry, from the training labels' counts and prior."""
+    N, T = train_y.shape
+    n = [max(float(train_y[:, i].sum()), 1.0) for i in range(T)]
+    prior = [n_i / N for n_i in n]
+    total = 0.0
+    for k in range(z.shape[0]):
+        rate = sum(1.0 / n[j] for j in range(T) if y[k, j] == 1)
+        for i in range(T):
+            r = (1.0 / n[i]) / rate if rate > 0 else math.inf
+            weight = alpha + 1.0 / (1.0 + math.exp(-beta * (r - mu))) if r != math.inf else alpha + 1.0
+            shifted = z[k, i] + kappa * -math.log(1.0 / prior[i] - 1.0)
+            if y[k, i] == 1:
+                entry = torch.log(1 + torch.exp(-shifted))
+            else:
+                entry = torch.log(1 + torch.exp(lam * shifted)) / lam
+            total = total + weight * entry
+    return total / (z.shape[0] * T)

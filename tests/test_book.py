@@ -3,7 +3,7 @@
 Building the book takes minutes, so these tests check what the build depends on: every page of the
 table of contents exists, every cross-reference to the package names a real object in a module the
 API page documents, every equation reference and citation has a target, MathJax is served from the
-book itself. The measurements of the audit (``fairpo.report.book``) are checked on a small run store whose
+book itself. The measurements of the audit (``fairpo.report.audit``) are checked on a small run store whose
 numbers are worked out by hand, and ``tools/check_book.py`` (run on the built HTML by ``make book``)
 on a small hand-written site.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import pkgutil
 import re
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from fairpo.report import book
+from fairpo.report import audit, book
 from fairpo.run import store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +29,9 @@ BOOK = ROOT / "book"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 
-API_MODULES = ["fairpo.run.config", "fairpo.method.losses", "fairpo.method.group_weights", "fairpo.method.heads", "fairpo.data",
-               "fairpo.data.cache", "fairpo.method.metrics", "fairpo.run.store", "fairpo.data.backbone", "fairpo.method.objective",
-               "fairpo.run.train", "fairpo.report.book", "fairpo.report.tables", "fairpo.report.plots", "fairpo.run.grid",
-               "fairpo.run.params", "fairpo.rng", "fairpo.report.verdicts"]
-PARTS = ["Introduction", "Method", "Data", "Training", "Results", "Audit", "Running the paper's setup",
+API_MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT / "fairpo")], "fairpo."))
+"""Every module and subpackage of fairpo: the API page documents each one."""
+PARTS = ["Introduction", "Method", "Data", "Training", "Results", "Your data", "Audit", "Running the paper's setup",
          "Reference"]
 
 
@@ -236,7 +235,7 @@ def write_run(results_dir: Path, variant: str, seed: int, logits, labels, privil
     folder.mkdir(parents=True)
     store.write_record(folder, {"status": status, "data": {"privileged": privileged},
                                 "timings": {"seconds": 1.0}})
-    store.save_checkpoint(folder / book.TEST_LOGITS_FILE,
+    store.save_checkpoint(folder / store.TEST_LOGITS_FILE,
                           {"logits": torch.tensor(logits, dtype=torch.float32),
                            "labels": torch.tensor(labels, dtype=torch.float32)})
     if history is not None:
@@ -258,7 +257,7 @@ LABELS = [[0, 0], [1, 0], [1, 0], [0, 1]]
 
 def test_evaluation_audit_on_hand_computed_predictions(tmp_path):
     write_run(tmp_path, "bce", 0, LOGITS, LABELS, [1])
-    frame = book.evaluation_audit(tmp_path, "digits", batch_size=2).set_index("group")
+    frame = audit.evaluation_audit(tmp_path, "digits", batch_size=2).set_index("group")
     p, n, overall = frame.loc["privileged"], frame.loc["non_privileged"], frame.loc["overall"]
     assert p["mAP"] == pytest.approx(1.0) and p["mAP_batched"] == pytest.approx(0.5)
     assert n["mAP"] == pytest.approx(7 / 12) and n["mAP_batched"] == pytest.approx(0.75)
@@ -275,11 +274,11 @@ def test_evaluation_audit_on_hand_computed_predictions(tmp_path):
 
 
 def test_evaluation_audit_skips_unfinished_runs_and_reads_an_empty_store(tmp_path):
-    empty = book.evaluation_audit(tmp_path / "nothing-here")
+    empty = audit.evaluation_audit(tmp_path / "nothing-here")
     assert empty.empty and {"mAP", "mAP_batched", "f1_one", "f1_zero"} <= set(empty.columns)
     write_run(tmp_path, "bce", 0, LOGITS, LABELS, [1], status="running")
-    assert book.evaluation_audit(tmp_path).empty
-    assert book.selection_audit(tmp_path).empty
+    assert audit.evaluation_audit(tmp_path).empty
+    assert audit.selection_audit(tmp_path).empty
 
 
 def history(val, test):
@@ -299,7 +298,7 @@ def test_selection_audit_picks_the_first_best_epoch_of_each_split(tmp_path):
     rows = history(val=[(0.5, 0.1), (0.6, 0.2), (0.55, 0.3), (0.6, 0.4)],
                    test=[(0.4, 0.1), (0.5, 0.25), (0.7, 0.15), (0.45, 0.5)])
     write_run(tmp_path, "cpo", 1, LOGITS, LABELS, [1], history=rows)
-    frame = book.selection_audit(tmp_path)
+    frame = audit.selection_audit(tmp_path)
     assert len(frame) == 1
     row = frame.iloc[0]
     assert (row["epoch_val"], row["epoch_test"]) == (1, 2)
@@ -312,14 +311,14 @@ def test_selection_audit_picks_the_first_best_epoch_of_each_split(tmp_path):
 def test_selection_audit_needs_per_epoch_test_metrics(tmp_path):
     rows = [{"epoch": 0, "val.overall.mAP": 0.5}, {"epoch": 1, "val.overall.mAP": 0.6}]
     write_run(tmp_path, "bce", 0, LOGITS, LABELS, [1], history=rows)
-    assert book.selection_audit(tmp_path).empty
+    assert audit.selection_audit(tmp_path).empty
 
 
 def test_mean_over_seeds_counts_and_averages():
     import pandas as pd
 
     frame = pd.DataFrame({"variant": ["a", "a", "b"], "seed": [0, 1, 0], "x": [1.0, 3.0, 5.0]})
-    out = book.mean_over_seeds(frame, ["variant"]).set_index("variant")
+    out = audit.mean_over_seeds(frame, ["variant"]).set_index("variant")
     assert out.loc["a", "x"] == 2.0 and out.loc["a", "n"] == 2
     assert out.loc["b", "x"] == 5.0 and out.loc["b", "n"] == 1
     assert "seed" not in out.columns

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fairpo.data.cache import FeatureDataset, cache_key, cached_features
-from fairpo.data import load_dataset, make_loader
+from fairpo.data import load_dataset
 
 
 class CountingEncoder(nn.Module):
@@ -133,10 +133,13 @@ def test_cache_is_memory_mapped_copy_on_write(tmp_path, dataset):
     np.testing.assert_array_equal(loaded.numpy(), on_disk)
 
 
-def test_augmenting_datasets_bypass_the_cache(tmp_path):
-    bundle = load_dataset("digits", num_train=40, num_test=10, augment=True)
-    with pytest.raises(ValueError, match="augments"):
-        cached_features(bundle.train, nn.Flatten(), key={"k": 1}, cache_dir=tmp_path)
+def test_a_digits_split_is_cached_whole_and_named_by_its_content(tmp_path):
+    first, other = (load_dataset("digits", seed=seed, num_train=40, num_test=10) for seed in (0, 1))
+    flat = nn.Flatten()
+    cached = cached_features(first.test, flat, key={"k": 1}, cache_dir=tmp_path)
+    torch.testing.assert_close(cached, flat(first.test[torch.arange(10)][0]))
+    cached_features(other.test, flat, key={"k": 1}, cache_dir=tmp_path)  # same key and length, other canvases
+    assert len(list(tmp_path.glob("*.npy"))) == 2
 
 
 def test_feature_dataset_views_and_batches():
@@ -161,40 +164,3 @@ def test_cache_key_is_order_free_and_rejects_empty():
     assert cache_key({"a": 1}) != cache_key({"a": 2})
     with pytest.raises(ValueError, match="non-empty dict"):
         cache_key({})
-
-
-def test_bundle_cached_split_shares_one_file_between_train_and_val(tmp_path):
-    g = np.random.default_rng(3)
-    x, y = g.normal(size=(40, 6)).astype(np.float32), (g.random((40, 3)) < 0.4).astype(np.float32)
-    np.savez(tmp_path / "train.npz", x=x, y=y)
-    np.savez(tmp_path / "test.npz", x=x[:10], y=y[:10])
-    encoder = CountingEncoder()
-    cache = tmp_path / "cache"
-    for seed in (0, 1):  # another seed carves another validation split but reads the same cache
-        bundle = load_dataset("features", tmp_path, seed=seed)
-        train = bundle.cached_split("train", encoder, key={"backbone": "toy"}, cache_dir=cache, batch_size=64)
-        val = bundle.cached_split("val", encoder, key={"backbone": "toy"}, cache_dir=cache, batch_size=64)
-        assert encoder.calls == 1
-        with torch.no_grad():
-            for split, cached in (("train", train), ("val", val)):
-                original = getattr(bundle, split)
-                xs, ys = original[torch.arange(len(original))]
-                xc, yc = cached[torch.arange(len(cached))]
-                torch.testing.assert_close(xc, encoder.proj(xs))
-                assert torch.equal(yc, ys)
-    assert len(list(cache.glob("*.npy"))) == 1
-    bundle.cached_split("test", encoder, key={"backbone": "toy"}, cache_dir=cache)
-    assert encoder.calls == 2
-
-
-def test_make_loader_is_seeded_and_covers_every_item_once():
-    ds = FeatureDataset(torch.arange(23.0).view(23, 1), torch.zeros(23, 2))
-    loader = make_loader(ds, batch_size=5, shuffle=True, seed=7)
-    first = torch.cat([x for x, _ in loader]).squeeze(1)
-    second = torch.cat([x for x, _ in loader]).squeeze(1)
-    assert sorted(first.tolist()) == list(range(23)) and sorted(second.tolist()) == list(range(23))
-    assert not torch.equal(first, second)  # a new order each pass
-    again = torch.cat([x for x, _ in make_loader(ds, batch_size=5, shuffle=True, seed=7)]).squeeze(1)
-    assert torch.equal(first, again)
-    assert len(loader) == 5 and len(make_loader(ds, 5, drop_last=True)) == 4
-    assert sum(len(x) for x, _ in make_loader(ds, 5, drop_last=True)) == 20

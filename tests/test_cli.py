@@ -47,3 +47,11 @@ def test_user_errors_are_one_line_on_stderr_and_exit_2(argv, message, capsys, tm
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(ValueError, match="FairPO variants only"):
         cli.main(["--debug", "train", "--variant", "bce", "--ablation", "no-grpo", "--results-dir", str(tmp_path)])
+
+
+def test_example_features_writes_a_folder_the_grid_accepts(tmp_path, capsys):
+    from fairpo.data import load_dataset
+
+    assert cli.main(["example-features", str(tmp_path / "mine")]) == 0
+    assert "--dataset features --data-root" in capsys.readouterr().out
+    assert len(load_dataset("features", tmp_path / "mine").label_names) == 12

@@ -20,7 +20,7 @@ def test_defaults_are_the_design_values():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"variant": "cpoo"}, "bce, focal, gdro, dpo, simpo, cpo"),
+        ({"variant": "cpoo"}, "bce, focal, gdro, asl, dbloss, dpo, simpo, cpo"),
         ({"ablation": "no-grp"}, "no-pref"),
         ({"dataset": "mnist"}, "digits, coco, nuswide, features"),
         ({"variant": "bce", "ablation": "no-grpo"}, "FairPO variants only"),

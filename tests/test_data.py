@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader
 
-from fairpo.data import (DIGITS_MEAN, DIGITS_STD, ImageTransform, load_dataset, make_loader,
-                         privileged_split)
+from fairpo.data import DIGITS_MEAN, DIGITS_STD, ImageTransform, load_dataset, privileged_split
 
 # ---------------------------------------------------------------------------------------------
 # privileged split
@@ -93,7 +93,7 @@ def test_digits_sizes_and_item_shape(digits):
 
 
 def test_each_handwritten_sample_is_in_one_split(digits):
-    train, val, test = (set(getattr(digits, s).sources.tolist()) for s in ("train", "val", "test"))
+    train, val, test = (set(getattr(digits, s).placements[:, 2].tolist()) for s in ("train", "val", "test"))
     assert not train & val and not train & test and not val & test
     assert len(train | val | test) > 1500  # nearly all 1797 samples are used somewhere
 
@@ -138,20 +138,13 @@ def test_labels_are_the_digits_actually_pasted(digits):
     np.testing.assert_array_equal(load_digits().target[sources], digits.train.placements[:, 1])
 
 
-def test_digits_options_and_augmentation():
-    bundle = load_dataset("digits", num_train=50, num_test=20, image_size=48, channels=3, augment=True,
-                          val_fraction=0.2)
+def test_digits_options():
+    bundle = load_dataset("digits", num_train=50, num_test=20, image_size=48, channels=3, val_fraction=0.2)
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (40, 10, 20)
     x, _ = bundle.train[3]
     assert x.shape == (3, 48, 48) == bundle.input_shape and torch.equal(x[0], x[2])
-    assert torch.equal(bundle.train[3][0], x)  # same epoch and item: same draw
-    bundle.train.set_epoch(1)
-    assert not torch.equal(bundle.train[3][0], x)
-    assert not bundle.val.augment and bundle.val[0][0].shape == (3, 48, 48)
-    loader = make_loader(bundle.train, batch_size=40)
-    first, second = next(iter(loader))[0], next(iter(loader))[0]
-    assert not torch.equal(first, second)  # each pass draws new crops
-    assert torch.equal(first, next(iter(make_loader(bundle.train, batch_size=40)))[0])  # seeded
+    assert torch.equal(bundle.train[torch.tensor([2, 3])][0][1], x)  # a batch holds the same items
+    assert bundle.val[0][0].shape == (3, 48, 48)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -161,6 +154,8 @@ def test_digits_options_and_augmentation():
     (dict(num_train=3), ValueError, "validation split of 0"),
     (dict(num_test=0), ValueError, "num_test"),
     (dict(size=10), ValueError, r"unknown option\(s\) \['size'\]"),
+    (dict(augment=True), ValueError, r"unknown option\(s\) \['augment'\].*it takes: num_train"),
+    (dict(crop_scale=(0.8, 1.0)), ValueError, r"unknown option\(s\) \['crop_scale'\]"),
     (dict(privileged=["7", "eleven"]), ValueError, "'eleven'"),
     (dict(root="/tmp"), ValueError, "root=None"),
 ])
@@ -258,14 +253,7 @@ def test_coco_missing_images_are_counted_and_left_out(tmp_path, caplog):
     assert bundle.skipped["train"] == {"total": 6, "missing": 1, "unreadable": 0}
     assert len(bundle.train) + len(bundle.val) == 5
     assert not any(p.endswith("097.jpg") for p in bundle.train.paths + bundle.val.paths)
-    assert len([r for r in caplog.records if r.name == "fairpo.data"]) == 1
-
-
-def test_coco_augmented_training_images(tmp_path):
-    make_coco(tmp_path)
-    bundle = load_dataset("coco", tmp_path, image_size=12, augment=True, val_fraction=0.2)
-    assert bundle.train.augment and not bundle.val.augment and not bundle.test.augment
-    assert bundle.train[0][0].shape == (3, 12, 12)
+    assert len([r for r in caplog.records if r.name == "fairpo.data.images"]) == 1
 
 
 CONCEPTS = ["animal", "sky", "water", "zebra"]
@@ -302,7 +290,7 @@ def test_nuswide_partial_copy_is_screened_with_one_line(tmp_path, caplog):
     labels = make_nuswide(tmp_path, train_rows=12, test_rows=4)
     with caplog.at_level(logging.WARNING, logger="fairpo.data"):
         bundle = load_dataset("nuswide", tmp_path, image_size=8, val_fraction=0.25)
-    records = [r for r in caplog.records if r.name == "fairpo.data"]
+    records = [r for r in caplog.records if r.name == "fairpo.data.images"]
     assert len(records) == 1 and "\n" not in records[0].getMessage()
     assert "3 of 12 train images (1 missing, 2 unreadable)" in records[0].getMessage()
     assert bundle.skipped["train"] == {"total": 12, "missing": 1, "unreadable": 2}
@@ -314,7 +302,7 @@ def test_nuswide_partial_copy_is_screened_with_one_line(tmp_path, caplog):
         assert by_name[f"{i:04d}_Train.jpg"].tolist() == labels["Train"][i].tolist()
     assert torch.equal(bundle.test.labels, torch.tensor(labels["Test"], dtype=torch.float32))
     for ds in (bundle.train, bundle.val, bundle.test):  # a whole epoch reads every kept image
-        for x, _ in make_loader(ds, batch_size=4):
+        for x, _ in DataLoader(ds, batch_size=4):
             assert x.shape[1:] == (3, 8, 8)
 
 
@@ -423,17 +411,19 @@ def test_eval_transform_resizes_and_normalises():
     torch.testing.assert_close(x, expected, atol=1e-5, rtol=0)
 
 
-def test_train_transform_is_seeded_per_epoch_and_item_and_flips():
-    image = torch.arange(16 * 16, dtype=torch.uint8).view(1, 16, 16)
-    t = ImageTransform(16, (0.0,), (1.0,), augment=True, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), seed=0)
-    outs = [t(image, index=i) for i in range(40)]
-    plain = image.float() / 255
-    flipped = plain.flip(-1)
-    assert all(torch.allclose(o, plain) or torch.allclose(o, flipped) for o in outs)  # full crop: flip or not
-    n_flipped = sum(torch.allclose(o, flipped) for o in outs)
-    assert 8 <= n_flipped <= 32
-    assert all(torch.equal(t(image, index=i), outs[i]) for i in range(5))
-    cropper = ImageTransform(8, (0.0,), (1.0,), augment=True, flip=False, crop_scale=(0.1, 0.5), seed=0)
-    a = cropper(image, index=0)
-    cropper.set_epoch(1)
-    assert a.shape == (1, 8, 8) and not torch.equal(a, cropper(image, index=0))
+def test_transform_description_keeps_the_feature_cache_names():
+    # describe() goes into every image split's fingerprint, hence into its feature cache's file name
+    assert ImageTransform(32, (0.046,), (0.184,), channels=1).describe() == dict(
+        image_size=32, mean=[0.046], std=[0.184], channels=1, augment=False, flip=True, crop_scale=[0.08, 1.0])
+
+
+def test_the_example_features_are_the_same_bytes_every_time_and_long_tailed(tmp_path):
+    from fairpo.data.features import data_fingerprint, write_example
+
+    a, b = write_example(tmp_path / "a"), write_example(tmp_path / "b")
+    assert (a / "train.npz").read_bytes() == (b / "train.npz").read_bytes()
+    assert data_fingerprint("features", a) == data_fingerprint("features", b)
+    bundle = load_dataset("features", a)
+    counts = bundle.train.labels.sum(0)
+    assert len(bundle.label_names) == 12 and counts[0] > 5 * counts[-1]
+    assert [bundle.label_names[i] for i in bundle.privileged] == ["rare_4", "rare_5"]  # the rarest 20 %

@@ -57,7 +57,7 @@ def test_every_rank_holds_the_same_group_weights(runs):
     base, single = runs
     folder = base / "ddp" / single["run_dir"]
     rank0 = store.load_history(folder / "steps.jsonl")
-    rank1 = store.load_history(folder / "steps.rank1.jsonl")
+    rank1 = store.load_history(folder / store.rank_step_history(1))
     assert len(rank0) == len(rank1) == single["steps_run"]
     assert (rank0["alpha_P"] == rank1["alpha_P"]).all() and (rank0["alpha_N"] == rank1["alpha_N"]).all()
     assert (rank0["loss_P"] != rank1["loss_P"]).any()  # the ranks did see different halves of each batch

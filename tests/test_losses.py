@@ -7,6 +7,7 @@ import torch
 from scipy.stats import chisquare
 
 import reference as ref
+from fairpo.method import baselines as B
 from fairpo.method import losses as L
 
 LOG2 = math.log(2.0)
@@ -154,7 +155,7 @@ def test_non_privileged_equals_literal_value_and_gradient():
         z, zr, y = random_batch(seed, B=5, T=6)
         P = [2, 3]
         z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
-        fast, stats = L.non_privileged_loss(z1, zr, y, P, epsilon=0.05)
+        fast, stats = L.non_privileged_loss(z1, y, P, ref_logits=zr, epsilon=0.05)
         literal = ref.non_privileged_loss(z2, zr, y, P, epsilon=0.05)
         fast.backward()
         literal.backward()
@@ -166,7 +167,7 @@ def test_non_privileged_equals_literal_value_and_gradient():
 def test_hinge_gives_no_gradient_within_slack():
     z, _, y = random_batch(3, B=4, T=5)
     z = z.requires_grad_()
-    loss, stats = L.non_privileged_loss(z, z.detach() - 0.0, y, [0], epsilon=0.01)
+    loss, stats = L.non_privileged_loss(z, y, [0], ref_logits=z.detach() - 0.0, epsilon=0.01)
     loss.backward()
     assert loss == 0 and stats["active_rate"] == 0
     assert torch.count_nonzero(z.grad) == 0
@@ -175,7 +176,7 @@ def test_hinge_gives_no_gradient_within_slack():
 def test_empty_non_privileged_group_costs_zero_with_a_graph():
     z, zr, y = random_batch(4, B=3, T=3)
     z = z.requires_grad_()
-    loss, _ = L.non_privileged_loss(z, zr, y, [0, 1, 2])
+    loss, _ = L.non_privileged_loss(z, y, [0, 1, 2], ref_logits=zr)
     loss.backward()
     assert loss == 0 and torch.count_nonzero(z.grad) == 0
 
@@ -196,7 +197,7 @@ def test_focal_loss_matches_its_definition():
     p_t = p * y + (1 - p) * (1 - y)
     alpha_t = alpha * y + (1 - alpha) * (1 - y)
     expected = (-alpha_t * (1 - p_t) ** gamma * torch.log(p_t)).mean()
-    torch.testing.assert_close(L.focal_loss(z, y, alpha, gamma), expected)
+    torch.testing.assert_close(B.focal_loss(z, y, alpha, gamma), expected)
 
 
 # ----------------------------------------------------------------------------- the draw
@@ -235,7 +236,7 @@ def test_no_gradient_reaches_reference_logits_or_selection(variant):
     mask = L.confusing_mask(z, y, [0, 3])
     assert not mask.requires_grad
     loss, _ = L.privileged_loss(z, y, [0, 3], variant=variant, ref_logits=zr)
-    hinge, _ = L.non_privileged_loss(z, zr, y, [0, 3])
+    hinge, _ = L.non_privileged_loss(z, y, [0, 3], ref_logits=zr)
     (loss + hinge).backward()
     assert zr.grad is None
     assert z.grad is not None and torch.isfinite(z.grad).all()
@@ -267,7 +268,7 @@ def test_losses_stay_finite_for_extreme_logits():
         (lambda z, y: L.privileged_loss(z, y, [True, False], variant="cpo"), "mask has shape"),
         (lambda z, y: L.privileged_loss(z, y, [0], variant="dpo"), "ref_logits"),
         (lambda z, y: L.privileged_loss(z, y, [0], variant="ipo"), "choose one of"),
-        (lambda z, y: L.non_privileged_loss(z, z[:, :2], y, [0]), "reference logits have shape"),
+        (lambda z, y: L.non_privileged_loss(z, y, [0], ref_logits=z[:, :2]), "reference logits have shape"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(call, message):

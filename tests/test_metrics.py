@@ -1,4 +1,5 @@
-"""Tests for fairpo.method.metrics against sklearn and literal loops written from the definitions."""
+"""Tests for fairpo.method.metrics against sklearn and literal loops written from the definitions, and for the
+released code's per-batch averaging the audit compares them with (fairpo.report.audit)."""
 
 import math
 import warnings
@@ -9,16 +10,16 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score
 from torchmetrics.functional.classification import multilabel_average_precision
 
+from fairpo.method.checks import privileged_mask
 from fairpo.method.metrics import (
     accuracy,
     average_precision,
-    batch_averaged_metrics,
     batched_average_precision,
     group_metrics,
     predict,
-    privileged_mask,
     sample_f1,
 )
+from fairpo.report.audit import batch_averaged_metrics
 
 # ---------------------------------------------------------------- literal references
 
@@ -262,14 +263,15 @@ def test_group_without_any_positive_has_nan_map_but_defined_f1_and_accuracy():
 @pytest.mark.parametrize(
     "logits,labels,privileged,message",
     [
-        (torch.zeros(3, 2), torch.zeros(3, 3), [0], "shape mismatch"),
-        (torch.zeros(3, 2), torch.tensor([[0, 2]] * 3), [0], "binary"),
-        (torch.zeros(3, 2), torch.zeros(3, 2), [2], "out of range"),
-        (torch.zeros(3, 2), torch.zeros(3, 2), [-1], "out of range"),
-        (torch.zeros(3, 2), torch.zeros(3, 2), [1, 1], "duplicates"),
+        (torch.zeros(3, 2), torch.zeros(3, 3), [0], r"labels have shape \(3, 3\) but logits have \(3, 2\)"),
+        (torch.zeros(3, 2), torch.tensor([[0, 2]] * 3), [0], "labels must be 0 or 1"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), [2], r"outside \[0, 2\)"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), [-1], r"outside \[0, 2\)"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), [1, 1], "repeat"),
         (torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor([True]), "mask"),
         (torch.tensor([[math.nan, 0.0]]), torch.zeros(1, 2), [0], "NaN"),
-        (torch.zeros(3), torch.zeros(3), [0], r"\(N, T\)"),
+        (torch.zeros(0, 2), torch.zeros(0, 2), [0], "at least one sample"),
+        (torch.zeros(3), torch.zeros(3), [0], r"\(batch, labels\)"),
     ],
 )
 def test_group_metrics_validation(logits, labels, privileged, message):
@@ -358,7 +360,8 @@ def test_one_batch_equals_dataset_level():
     batched = batch_averaged_metrics(logits, labels, [0, 3], batch_size=1000, empty="exclude",
                                      no_positive_batch="skip")
     for group in dataset:
-        for name in dataset[group]:
+        assert set(batched[group]) == {"mAP", "f1", "accuracy"}  # the released code's three metrics
+        for name in batched[group]:
             assert batched[group][name] == pytest.approx(dataset[group][name], abs=1e-6)
 
 
@@ -368,3 +371,27 @@ def test_dead_heads_are_the_labels_with_a_constant_logit():
     logits = torch.tensor([[0.3, -1.0, 2.0, 5.0], [0.3, -1.0, 2.5, 5.0], [0.3, -0.9, 2.0, 5.0]])
     assert dead_heads(logits) == [0, 3]
     assert dead_heads(torch.zeros(5, 2)) == [0, 1] and dead_heads(torch.eye(3)) == []
+
+
+def test_per_label_f1_by_hand_and_the_undefined_label():
+    from fairpo.method.metrics import per_label_f1
+
+    preds = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    labels = torch.tensor([[1, 1, 0], [0, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    f1 = per_label_f1(preds, labels)
+    # label 0: TP 1, FP 1, FN 1 -> 2/4; label 1: TP 1, FN 1 -> 2/3; label 2: nothing true or predicted
+    assert f1[0].item() == pytest.approx(0.5) and f1[1].item() == pytest.approx(2 / 3) and math.isnan(f1[2].item())
+
+
+def test_macro_f1_exposes_a_model_that_never_predicts_the_rare_labels():
+    from fairpo.method.metrics import group_metrics
+
+    labels = torch.zeros(10, 4)
+    labels[:, 0] = 1
+    labels[0, 3] = labels[1, 3] = 1  # label 3 (privileged) is rare: 2 of 10 samples
+    logits = torch.where(labels.bool(), 3.0, -3.0)
+    logits[:, 3] = -4.0  # never predicted
+    out = group_metrics(logits, labels, [3])
+    assert out["privileged"]["f1"] == pytest.approx(0.8)  # the 8 samples without label 3 score 1
+    assert out["privileged"]["macro_f1"] == 0.0
+    assert out["non_privileged"]["macro_f1"] == pytest.approx(1.0)  # labels 1, 2 undefined, left out

@@ -108,3 +108,15 @@ def test_a_dead_relu_head_gets_no_gradient_and_a_leaky_one_does():
 def test_unknown_activation_lists_the_choices():
     with pytest.raises(ValueError, match="relu, leaky_relu, gelu"):
         PerLabelHeads(3, 1, activation="tanh")
+
+
+def test_the_walkthrough_exercises_are_answered_by_hand_derivations():
+    from fairpo.method.explain import EXERCISES, check
+
+    # confusing set of the positive label 1 (logit −1): the negatives scored at least as high, labels 0 and 2
+    assert EXERCISES["confusing set"]() == {0, 2}
+    # first scaled step from (0.5, 0.5): α_P = σ(0.05·(1.2 − 0.4)) = σ(0.04)
+    assert EXERCISES["first alpha"]() == round(1 / (1 + math.exp(-0.04)), 3)
+    assert check("confusing set", [2, 0]).endswith("correct") and check("first alpha", 0.51).endswith("correct")
+    assert "not yet" in check("first alpha", 0.5) and "not answered" in check("hardest push", None)
+    assert check("hardest push", EXERCISES["hardest push"]().upper()).endswith("correct")

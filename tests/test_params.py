@@ -1,8 +1,10 @@
-"""Notebook parameters: misspelt names fail, defaults resolve, values reach the configuration."""
+"""Notebook parameters: misspelt names fail, defaults resolve, values reach the configuration (training) or
+come back cleaned (the results notebooks)."""
 
 import pytest
 
-from fairpo.run.params import TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root
+from fairpo.run.params import (TRAIN_PARAMETERS, config_from_parameters, default_results_dir, find_repo_root,
+                               parse_seeds, table_parameters)
 
 DEFAULTS = dict(dataset="digits", data_root="", num_labels=0, variant="cpo", ablation="none", init="fresh",
                 selection="overall", seed=0, epochs=0, results_dir="", device="auto", privileged="", config_json="",
@@ -73,3 +75,41 @@ def test_the_grid_passes_a_runs_whole_configuration_to_the_notebook(monkeypatch,
     rebuilt, _ = config_from_parameters({**DEFAULTS, **{k: v for k, v in seen.items() if k in DEFAULTS}},
                                         before=set())
     assert rebuilt == wanted
+
+
+# ---------------------------------------------------------------- the results notebooks' parameters
+
+
+def test_parse_seeds():
+    assert parse_seeds("0,1,2") == (0, 1, 2)
+    assert parse_seeds(" 3 4 ") == (3, 4)
+    assert parse_seeds(5) == (5,)
+    assert parse_seeds([0, 2]) == (0, 2)
+    for bad in ("", "0,-1", "a,b", "1,1", []):
+        with pytest.raises(ValueError, match="seeds"):
+            parse_seeds(bad)
+
+
+def test_table_parameters_refuse_a_misspelt_name():
+    before = {"x"}
+    good = dict(x=1, results_dir="../results", dataset="digits", data_root="", seeds="0,1", test="bootstrap",
+                resamples=10, jobs=1)
+    got = table_parameters(good, before)
+    assert got["seeds"] == (0, 1) and got["test"] == "bootstrap" and got["results_dir"].as_posix() == "../results"
+    assert got["data_root"] is None and got["grid"] == dict(jobs=1, quiet=True)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['datset'\]"):
+        table_parameters(dict(good, datset="coco"), before)
+    with pytest.raises(ValueError, match="unknown dataset 'cocoa'"):
+        table_parameters(dict(good, dataset="cocoa"), before)
+    with pytest.raises(ValueError, match="resamples must be"):
+        table_parameters(dict(good, resamples=0), before)
+
+
+def test_table_parameters_for_your_features_need_their_folder(tmp_path):
+    good = dict(results_dir="r", dataset="features", data_root=str(tmp_path), seeds="0", test="welch",
+                resamples=10, jobs=2)
+    assert table_parameters(good, set())["grid"] == dict(jobs=2, quiet=True, data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="needs data_root"):
+        table_parameters(dict(good, data_root=""), set())
+    with pytest.raises(ValueError, match="is not a folder"):
+        table_parameters(dict(good, data_root=str(tmp_path / "nowhere")), set())

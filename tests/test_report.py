@@ -12,8 +12,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from fairpo.report import plots  # noqa: E402
-from fairpo.run import store
+from fairpo.report import data_summary, histories, plots  # noqa: E402
+from fairpo.run import store  # noqa: E402
 
 P_RGBA, N_RGBA = to_rgba(plots.PRIVILEGED_COLOR), to_rgba(plots.NON_PRIVILEGED_COLOR)
 NAMES = ["a", "b", "c", "d"]
@@ -84,7 +84,7 @@ def fake_store(tmp_path):
 
 
 def test_load_histories_reads_every_row_in_order(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 1])
+    frame = histories.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 1])
     assert list(frame.columns[:3]) == ["variant", "ablation", "seed"]
     assert list(pd.unique(frame["variant"])) == ["cpo", "dpo"]  # the order asked, not alphabetical
     assert len(frame) == 2 * (20 + 15)
@@ -95,29 +95,29 @@ def test_load_histories_reads_every_row_in_order(fake_store):
 
 
 def test_load_histories_discovers_finished_seeds_only(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["dpo"])
+    frame = histories.load_histories(fake_store, "toy", ["dpo"])
     assert sorted(frame["seed"].unique()) == [0, 1, 2]
     with pytest.raises(FileNotFoundError, match="ensure_grid"):
-        plots.load_histories(fake_store, "toy", ["simpo"])  # its only run is unfinished
+        histories.load_histories(fake_store, "toy", ["simpo"])  # its only run is unfinished
 
 
 def test_missing_runs_are_all_named(fake_store):
     with pytest.raises(FileNotFoundError) as err:
-        plots.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 7, 8])
+        histories.load_histories(fake_store, "toy", ["cpo", "dpo"], seeds=[0, 7, 8])
     message = str(err.value)
     assert "cpo/seed7" in message and "dpo/seed8" in message and "cpo/seed0" not in message
 
 
 def test_load_epoch_histories(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[2], kind="epochs")
+    frame = histories.load_histories(fake_store, "toy", ["cpo"], seeds=[2], kind="epochs")
     assert frame["epoch"].tolist() == [0, 1, 2, 3]
     assert frame["val.overall.mAP"].tolist() == pytest.approx([0.52, 0.57, 0.62, 0.67])
     with pytest.raises(ValueError, match="steps"):
-        plots.load_histories(fake_store, "toy", ["cpo"], kind="minutes")
+        histories.load_histories(fake_store, "toy", ["cpo"], kind="minutes")
 
 
 def test_load_per_label_ap(fake_store):
-    frame = plots.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
+    frame = histories.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
     assert len(frame) == 2 * 3 * 4
     row = frame[(frame.variant == "cpo") & (frame.seed == 2) & (frame.label == 3)].iloc[0]
     assert row["name"] == "d" and row["train_frequency"] == 12 and row["privileged"]
@@ -140,23 +140,23 @@ def literal_moving_average(values, window):
 def test_moving_average_matches_a_literal_loop(window):
     values = np.random.default_rng(window).normal(size=30)
     values[[4, 5, 17]] = np.nan
-    np.testing.assert_allclose(plots.moving_average(values, window), literal_moving_average(list(values), window),
+    np.testing.assert_allclose(histories.moving_average(values, window), literal_moving_average(list(values), window),
                                rtol=1e-12, equal_nan=True)
 
 
 def test_moving_average_window_of_one_and_bad_windows():
     values = [3.0, 1.0, 4.0]
-    np.testing.assert_array_equal(plots.moving_average(values, 1), values)
-    np.testing.assert_allclose(plots.moving_average([np.nan, np.nan, 2.0], 2), [np.nan, np.nan, 2.0])
+    np.testing.assert_array_equal(histories.moving_average(values, 1), values)
+    np.testing.assert_allclose(histories.moving_average([np.nan, np.nan, 2.0], 2), [np.nan, np.nan, 2.0])
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="window"):
-            plots.moving_average(values, bad)
+            histories.moving_average(values, bad)
 
 
 def test_smoothing_stays_inside_each_run(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["dpo", "cpo"], seeds=[0, 1])
+    frame = histories.load_histories(fake_store, "toy", ["dpo", "cpo"], seeds=[0, 1])
     shuffled = frame.sample(frac=1.0, random_state=0)  # row order must not matter
-    smooth = plots.smooth_histories(shuffled, ["loss_P", "fallback_rate"], window=4)
+    smooth = histories.smooth_histories(shuffled, ["loss_P", "fallback_rate"], window=4)
     for (variant, seed), group in frame.groupby(["variant", "seed"]):
         mine = smooth.loc[group.index]
         for column in ("loss_P", "fallback_rate"):
@@ -166,8 +166,8 @@ def test_smoothing_stays_inside_each_run(fake_store):
 
 
 def test_aggregate_seeds_matches_numpy(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["cpo", "dpo"])
-    agg = plots.aggregate_seeds(frame, ["alpha_P", "loss_P"])
+    frame = histories.load_histories(fake_store, "toy", ["cpo", "dpo"])
+    agg = histories.aggregate_seeds(frame, ["alpha_P", "loss_P"])
     assert list(agg.columns) == ["variant", "step", "metric", "mean", "std", "n"]
     assert list(pd.unique(agg["variant"])) == ["cpo", "dpo"]
     for variant in ("cpo", "dpo"):
@@ -184,20 +184,20 @@ def test_aggregate_seeds_matches_numpy(fake_store):
 
 
 def test_aggregate_with_one_seed_has_no_spread(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[2])
-    agg = plots.aggregate_seeds(frame, "fallback_rate")
+    frame = histories.load_histories(fake_store, "toy", ["cpo"], seeds=[2])
+    agg = histories.aggregate_seeds(frame, "fallback_rate")
     np.testing.assert_allclose(agg["mean"], frame["fallback_rate"])
     assert agg["std"].isna().all() and (agg["n"] == 1).all()
 
 
 def test_truncate_to_shortest(fake_store):
-    frame = plots.load_histories(fake_store, "toy", ["cpo"])
-    cut = plots.truncate_to_shortest(frame)
+    frame = histories.load_histories(fake_store, "toy", ["cpo"])
+    cut = histories.truncate_to_shortest(frame)
     assert cut["step"].max() == 14 and len(cut) == 3 * 15
 
 
 def test_summarize_per_label_matches_numpy(fake_store):
-    summary = plots.summarize_per_label(plots.load_per_label_ap(fake_store, "toy", ["cpo", "bce"]))
+    summary = histories.summarize_per_label(histories.load_per_label_ap(fake_store, "toy", ["cpo", "bce"]))
     assert len(summary) == 8 and list(pd.unique(summary["variant"])) == ["cpo", "bce"]
     for variant in ("bce", "cpo"):
         values = np.array([ap_of(variant, s) for s in (0, 1, 2)])  # (seeds, labels)
@@ -208,9 +208,9 @@ def test_summarize_per_label_matches_numpy(fake_store):
 
 
 def test_fallback_vs_quality(fake_store):
-    steps = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1])
-    epochs = plots.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1], kind="epochs")
-    out = plots.fallback_vs_quality(steps, epochs)
+    steps = histories.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1])
+    epochs = histories.load_histories(fake_store, "toy", ["cpo"], seeds=[0, 1], kind="epochs")
+    out = histories.fallback_vs_quality(steps, epochs)
     assert out["seed"].tolist() == [0, 1] and out["epochs"].tolist() == [4, 3]
     row = out.iloc[0]
     first = np.mean([r["fallback_rate"] for r in step_rows(0, 20)[:5]])
@@ -229,9 +229,9 @@ def test_fallback_vs_quality_rank_correlation_by_hand():
                            "val.overall.mAP": q})
     rank_fb, rank_q = np.argsort(np.argsort(fb)), np.argsort(np.argsort(q))  # no ties
     expected = np.corrcoef(rank_fb, rank_q)[0, 1]
-    assert plots.fallback_vs_quality(steps, epochs)["spearman"].iloc[0] == pytest.approx(expected)
+    assert histories.fallback_vs_quality(steps, epochs)["spearman"].iloc[0] == pytest.approx(expected)
     flat = steps.assign(fallback_rate=0.5)
-    assert math.isnan(plots.fallback_vs_quality(flat, epochs)["spearman"].iloc[0])
+    assert math.isnan(histories.fallback_vs_quality(flat, epochs)["spearman"].iloc[0])
 
 
 def test_alpha_summary():
@@ -239,7 +239,7 @@ def test_alpha_summary():
             enumerate(zip([0.5, 0.4, 0.005, 0.02, 0.003, 0.001], [0.0, 0.0, 0.1, 0.0, 0.2, 0.0]))]
     frame = pd.DataFrame(rows).assign(variant="dpo", ablation="none", seed=3)
     flat = pd.DataFrame(rows).assign(variant="cpo", ablation="none", seed=0, alpha_P=0.5, loss_N=0.0)
-    out = plots.alpha_summary(pd.concat([frame, flat], ignore_index=True))
+    out = histories.alpha_summary(pd.concat([frame, flat], ignore_index=True))
     assert out[["variant", "seed"]].values.tolist() == [["dpo", 3], ["cpo", 0]]
     first = out.iloc[0]
     assert (first["alpha_P_first"], first["alpha_P_last"]) == (0.5, 0.001)
@@ -253,22 +253,22 @@ def test_alpha_summary():
 
 
 def test_label_frequency_table_and_ratio():
-    table = plots.label_frequency_table([5, 9, 5, 1], ["w", "x", "y", "z"], privileged=[3])
+    table = data_summary.label_frequency_table([5, 9, 5, 1], ["w", "x", "y", "z"], privileged=[3])
     assert table["name"].tolist() == ["x", "w", "y", "z"]  # ties keep the lower index first
     assert table["count"].tolist() == [9, 5, 5, 1]
     assert table["privileged"].tolist() == [False, False, False, True]
     assert table["share"].sum() == pytest.approx(1.0)
-    assert plots.head_tail_ratio([5, 9, 5, 1]) == 9.0
-    assert plots.head_tail_ratio([3, 0]) == math.inf
+    assert data_summary.head_tail_ratio([5, 9, 5, 1]) == 9.0
+    assert data_summary.head_tail_ratio([3, 0]) == math.inf
     with pytest.raises(ValueError, match="label names"):
-        plots.label_frequency_table([1, 2], ["a"], [])
+        data_summary.label_frequency_table([1, 2], ["a"], [])
 
 
 def test_class_mean_distances_match_a_loop():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2, 3))
     y = rng.integers(0, 4, size=40)
-    d = plots.class_mean_distances(x, y, names=["p", "q", "r", "s"])
+    d = data_summary.class_mean_distances(x, y, names=["p", "q", "r", "s"])
     for i in range(4):
         for j in range(4):
             mi = sum(x[k].ravel() for k in range(40) if y[k] == i) / (y == i).sum()
@@ -279,8 +279,8 @@ def test_class_mean_distances_match_a_loop():
 
 def test_nearest_lookalikes():
     x = np.array([[0.0], [0.1], [5.0], [5.5], [20.0]])
-    d = plots.class_mean_distances(x, np.arange(5))
-    assert plots.nearest_lookalikes(d).tolist() == ["1", "0", "3", "2", "3"]
+    d = data_summary.class_mean_distances(x, np.arange(5))
+    assert data_summary.nearest_lookalikes(d).tolist() == ["1", "0", "3", "2", "3"]
 
 
 # ---------------------------------------------------------------- plots
@@ -339,7 +339,7 @@ def test_plot_label_frequencies_draws_sorted_highlighted_bars():
 
 
 def test_plot_alpha_draws_mean_lines_and_bands(fake_store):
-    steps = plots.load_histories(fake_store, "toy", ["dpo", "cpo"])
+    steps = histories.load_histories(fake_store, "toy", ["dpo", "cpo"])
     fig = plots.plot_alpha(steps, window=3)
     assert len(fig.axes) == 2
     for ax, variant in zip(fig.axes, ["dpo", "cpo"]):
@@ -352,7 +352,7 @@ def test_plot_alpha_draws_mean_lines_and_bands(fake_store):
         assert len(ax.collections) == 2  # one ±std band per line
         x, y = solid.get_data()
         assert x.max() == 14  # cut to the shortest seed
-        smooth = plots.smooth_histories(steps[steps.variant == variant], ["alpha_P"], 3)
+        smooth = histories.smooth_histories(steps[steps.variant == variant], ["alpha_P"], 3)
         expected = smooth[smooth.step <= 14].groupby("step")["alpha_P"].mean()
         np.testing.assert_allclose(y, expected.to_numpy(), rtol=1e-12)
         np.testing.assert_allclose(y + dashed.get_data()[1], 1.0, rtol=1e-12)  # α on the simplex
@@ -361,7 +361,7 @@ def test_plot_alpha_draws_mean_lines_and_bands(fake_store):
 
 
 def test_plot_alpha_into_given_axes_and_wrong_count(fake_store):
-    steps = plots.load_histories(fake_store, "toy", ["dpo", "cpo", "bce"], seeds=[0])
+    steps = histories.load_histories(fake_store, "toy", ["dpo", "cpo", "bce"], seeds=[0])
     fig, axes = plt.subplots(2, 2)
     assert plots.plot_alpha(steps, ax=axes.ravel()[:3]) is fig
     assert not axes.ravel()[3].lines  # untouched
@@ -372,7 +372,7 @@ def test_plot_alpha_into_given_axes_and_wrong_count(fake_store):
 
 
 def test_plot_group_losses(fake_store):
-    steps = plots.load_histories(fake_store, "toy", ["cpo"])
+    steps = histories.load_histories(fake_store, "toy", ["cpo"])
     fig = plots.plot_group_losses(steps, window=1)
     ax = fig.axes[0]
     solid = ax.lines[0]
@@ -383,7 +383,7 @@ def test_plot_group_losses(fake_store):
 
 
 def test_plot_fallback_one_line_per_variant(fake_store):
-    steps = plots.load_histories(fake_store, "toy", ["dpo", "cpo"])
+    steps = histories.load_histories(fake_store, "toy", ["dpo", "cpo"])
     fig = plots.plot_fallback(steps, window=5)
     rate_ax, size_ax = fig.axes
     assert rate_ax.get_ylabel() == "fallback rate" and size_ax.get_ylabel() == "mean confusing-set size"
@@ -391,14 +391,14 @@ def test_plot_fallback_one_line_per_variant(fake_store):
         assert [line.get_label() for line in ax.lines] == ["dpo", "cpo"]
         assert [same_color(line.get_color(), plots.VARIANT_COLORS[v]) for line, v in zip(ax.lines, ["dpo", "cpo"])] \
             == [True, True]
-        smooth = plots.smooth_histories(steps[steps.variant == "cpo"], [column], 5)
+        smooth = histories.smooth_histories(steps[steps.variant == "cpo"], [column], 5)
         expected = smooth[smooth.step <= 14].groupby("step")[column].mean()
         np.testing.assert_allclose(ax.lines[1].get_ydata(), expected.to_numpy(), rtol=1e-12)
         assert len(ax.collections) == 2
 
 
 def test_plot_per_label_ap_points_and_marks(fake_store):
-    frame = plots.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
+    frame = histories.load_per_label_ap(fake_store, "toy", ["bce", "cpo"])
     fig = plots.plot_per_label_ap(frame)
     assert len(fig.axes) == 2
     for ax, variant in zip(fig.axes, ["bce", "cpo"]):

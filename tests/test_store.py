@@ -355,3 +355,20 @@ def test_a_field_added_after_a_run_counts_as_its_default():
     assert identity_differences(stored, {**asked, "head_activation": "gelu"}, {"head_activation": "relu"}) == [
         "head_activation: stored 'relu', asked 'gelu'"]
     assert identity_differences(stored, asked) == ["head_activation: stored None, asked 'relu'"]
+
+
+def test_compare_stores_names_the_fields_that_differ(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from compare_stores import compare, differences
+
+    assert differences({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": 0}) == ["b.c", "d"]
+    record = dict(status="finished", test={"overall": {"mAP": 0.5}}, timings={"seconds": 1.0})
+    for store_dir, value, seconds in ((tmp_path / "a", 0.5, 1.0), (tmp_path / "b", 0.6, 9.0)):
+        folder = run_dir(store_dir, "digits", "bce", None, 0)
+        write_record(folder, dict(record, test={"overall": {"mAP": value}}, timings={"seconds": seconds}))
+        save_history(folder / store.STEP_HISTORY_FILE, [{"step": 0, "loss": 1.0}])
+        save_history(folder / store.EPOCH_HISTORY_FILE, [{"epoch": 0}])
+    assert compare(tmp_path / "a", tmp_path / "b") == [("digits/bce/seed0", ["test.overall.mAP"])]
+    assert compare(tmp_path / "a", tmp_path / "b", ignore=("test",)) == [("digits/bce/seed0", [])]

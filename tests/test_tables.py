@@ -1,7 +1,9 @@
-"""Tests for fairpo.report.tables: the paper's transcribed numbers, our tables from a fake run store, the tests.
+"""Tests for the report's tables: the paper's transcribed numbers (fairpo.report.paper), our tables from a fake
+run store (fairpo.report.tables), the significance tests (fairpo.report.stats) and the rendering
+(fairpo.report.rendering).
 
 The fake store is built here with fairpo.run.store (record.json + test_logits.safetensors per run); every
-expected value is computed in the test from the numbers written, independently of fairpo.report.tables.
+expected value is computed in the test from the numbers written, independently of the report modules.
 Standard deviations are sample std (ddof=1), computed with the statistics module.
 """
 
@@ -15,19 +17,13 @@ import pytest
 import torch
 from scipy import stats
 
-from fairpo.run import store
-from fairpo.report import tables
 from fairpo.method.metrics import average_precision, group_metrics
-from fairpo.report.tables import (
-    DELTA,
-    METRIC_COLUMNS,
-    paired_bootstrap,
-    paper_arithmetic,
-    paper_table,
-    resample_counts,
-    results_table,
-    weighted_average_precision,
-)
+from fairpo.report import layout, paper, rendering, stats as report_stats
+from fairpo.report.layout import DELTA, METRIC_COLUMNS
+from fairpo.report.paper import paper_arithmetic, paper_table
+from fairpo.report.stats import paired_bootstrap, resample_counts, resampled_average_precision
+from fairpo.report.tables import results_table
+from fairpo.run import params, store
 
 PRIVILEGED = [3]
 N_TEST, N_LABELS = 240, 4
@@ -177,11 +173,11 @@ def test_welch_p_values_match_scipy(main_store):
 
 
 def test_mark_rule():
-    assert tables.mark_for(0.049) == "†"
-    assert tables.mark_for(0.05) == ""
-    assert tables.mark_for(0.1) == ""
-    assert tables.mark_for(0.1001) == "‡"
-    assert tables.mark_for(math.nan) == ""
+    assert report_stats.mark_for(0.049) == "†"
+    assert report_stats.mark_for(0.05) == ""
+    assert report_stats.mark_for(0.1) == ""
+    assert report_stats.mark_for(0.1001) == "‡"
+    assert report_stats.mark_for(math.nan) == ""
 
 
 def test_missing_rows_show_a_dash_and_are_listed(tmp_path):
@@ -211,11 +207,11 @@ def test_no_runs_for_a_dataset_gives_a_message_not_an_exception(main_store):
     assert "fairpo reproduce --dataset coco" in table.message
     assert table.message in table._repr_html_()
     assert str(table) == table.message
-    rendered = tables.render(table)
+    rendered = rendering.render(table)
     assert "No runs for coco" in rendered.to_html() and repr(rendered) == table.message
-    assert "No runs for coco" in tables.side_by_side(table, paper_table(1)).to_html()
+    assert "No runs for coco" in rendering.side_by_side(table, paper_table(1)).to_html()
     with pytest.raises(ValueError, match="nothing to style: No runs for coco"):
-        tables.styler(table)
+        rendering.styler(table)
 
 
 def test_empty_or_absent_store(tmp_path):
@@ -263,7 +259,7 @@ def test_ablation_delta_vs_bce_and_change_vs_full(ablation_store):
     assert table.change.loc[row, ("mAP", "P")] == pytest.approx(ours - full)
     assert table.change.loc[row, ("mAP", "P̄")] == pytest.approx(-(values[("cpo", "no-pref")] - 0.70) * 10)
     assert table.change.loc["FairPO-CPO (Full)"].isna().all()
-    assert list(table.mean.index) == [name for _, name in tables.LAYOUT_ROWS["components"]]
+    assert list(table.mean.index) == [name for _, name in layout.LAYOUT_ROWS["components"]]
     shown = table.display_frame().loc[row, ("mAP", "P")]
     assert f"({ours - full:+.2f}" in shown
     preference = results_table(root, "digits", "preference", bootstrap=False)
@@ -274,22 +270,22 @@ def test_ablation_delta_vs_bce_and_change_vs_full(ablation_store):
 # ---------------------------------------------------------------- the paired bootstrap
 
 
-def test_weighted_ap_equals_ap_on_the_resampled_images():
+def test_resampled_ap_equals_ap_on_the_resampled_images():
     rng = np.random.default_rng(1)
     labels = (rng.random((60, 3)) < 0.3).astype(float)
     labels[0] = 1
     scores = np.round(rng.normal(size=(60, 3)), 1)  # rounding makes ties
     counts = resample_counts(60, 5, seed=3)
-    fast = weighted_average_precision(scores, labels, counts)
+    fast = resampled_average_precision(scores, labels, counts)
     for b in range(5):
         idx = np.repeat(np.arange(60), counts[b])
         slow = average_precision(torch.tensor(scores[idx]), torch.tensor(labels[idx])).numpy()
         np.testing.assert_allclose(fast[b], slow, atol=1e-6, equal_nan=True)
-    plain = weighted_average_precision(scores, labels, np.ones((1, 60)))[0]
+    plain = resampled_average_precision(scores, labels)[0]
     np.testing.assert_allclose(plain, average_precision(torch.tensor(scores), torch.tensor(labels)).numpy(),
                                atol=1e-6)
     # small chunks give the same numbers
-    np.testing.assert_array_equal(weighted_average_precision(scores, labels, counts, max_elements=1), fast)
+    np.testing.assert_array_equal(resampled_average_precision(scores, labels, counts, max_elements=1), fast)
 
 
 def test_resample_counts_are_draws_with_replacement():
@@ -301,10 +297,10 @@ def test_resample_counts_are_draws_with_replacement():
 
 
 def test_bootstrap_p_value_formula():
-    assert tables.bootstrap_p_value(np.zeros(99)) == 1.0
-    assert tables.bootstrap_p_value(np.ones(99)) == pytest.approx(2 / 100)
+    assert report_stats.bootstrap_p_value(np.zeros(99)) == 1.0
+    assert report_stats.bootstrap_p_value(np.ones(99)) == pytest.approx(2 / 100)
     d = np.array([-1.0] * 10 + [1.0] * 89)
-    assert tables.bootstrap_p_value(d) == pytest.approx(2 * 11 / 100)
+    assert report_stats.bootstrap_p_value(d) == pytest.approx(2 * 11 / 100)
 
 
 def test_bootstrap_detects_a_clear_difference():
@@ -396,16 +392,16 @@ def test_render_bolds_exactly_the_best_cells_and_is_deterministic(main_store):
 def test_side_by_side_puts_paper_and_ours_in_one_frame(main_store):
     ours = results_table(main_store, "digits", "main", bootstrap=False)
     paper = paper_table(1)
-    frame = tables.comparison(ours, paper)
+    frame = rendering.comparison(ours, paper)
     assert frame.loc["FairPO-CPO", ("mAP", "P", "paper")] == 89.76
     assert frame.loc["FairPO-CPO", ("mAP", "P", "ours")] == pytest.approx(71.0)
     assert frame.loc["FairPO-CPO", (DELTA, "P vs Focal", "paper")] == 1.41
-    html = tables.side_by_side(ours, paper).to_html()
+    html = rendering.side_by_side(ours, paper).to_html()
     assert "89.76" in html and "71.00" in html
-    agree = tables.sign_agreement(ours, paper).set_index(["row", "column"])
+    agree = rendering.sign_agreement(ours, paper).set_index(["row", "column"])
     assert agree.loc[("FairPO-CPO", "P vs Focal"), "same_sign"]  # +1.41 and +6.0
     with pytest.raises(ValueError, match="cannot compare"):
-        tables.comparison(ours, paper_table(3))
+        rendering.comparison(ours, paper_table(3))
 
 
 # ---------------------------------------------------------------- the paper's numbers
@@ -473,7 +469,7 @@ def test_paper_bold_and_marks_as_printed():
 
 
 def test_paper_welch_from_printed_stats():
-    frame = tables.paper_welch_from_stats().set_index(["table", "row", "column"])
+    frame = paper.paper_welch_from_stats().set_index(["table", "row", "column"])
     got = frame.loc[(1, "FairPO-CPO", f"{DELTA} P̄ vs BCE")]
     se = math.sqrt(0.07 ** 2 / 3 + 0.08 ** 2 / 3)
     t = (90.34 - 90.65) / se
@@ -483,27 +479,21 @@ def test_paper_welch_from_printed_stats():
     assert got["printed_mark"] == "‡" and got["mark"] == "†"
 
 
-# ---------------------------------------------------------------- notebook parameters
+def test_the_tests_are_the_ones_the_notebooks_take():
+    assert tuple(report_stats.TESTS) == params.TABLE_TESTS
 
 
-def test_parse_seeds():
-    assert tables.parse_seeds("0,1,2") == (0, 1, 2)
-    assert tables.parse_seeds(" 3 4 ") == (3, 4)
-    assert tables.parse_seeds(5) == (5,)
-    assert tables.parse_seeds([0, 2]) == (0, 2)
-    for bad in ("", "0,-1", "a,b", "1,1", []):
-        with pytest.raises(ValueError, match="seeds"):
-            tables.parse_seeds(bad)
+def test_plain_tables_have_no_index_an_em_dash_for_missing_and_a_csv_of_the_unrounded_values():
+    import base64
+    import re
 
+    from fairpo.report.rendering import csv_link, plain
 
-def test_table_parameters_refuse_a_misspelt_name():
-    before = {"x"}
-    good = dict(x=1, results_dir="../results", dataset="digits", seeds="0,1", test="bootstrap", resamples=10, jobs=1)
-    got = tables.table_parameters(good, before)
-    assert got["seeds"] == (0, 1) and got["test"] == "bootstrap" and got["results_dir"].as_posix() == "../results"
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['datset'\]"):
-        tables.table_parameters(dict(good, datset="coco"), before)
-    with pytest.raises(ValueError, match="unknown dataset 'cocoa'"):
-        tables.table_parameters(dict(good, dataset="cocoa"), before)
-    with pytest.raises(ValueError, match="resamples must be"):
-        tables.table_parameters(dict(good, resamples=0), before)
+    frame = pd.DataFrame({"row": ["a", "b"], "p": [0.123456, float("nan")]}, index=[7, 8])
+    shown = plain(frame, "my table")
+    assert "<th>7</th>" not in shown.html and "—" in shown.html and "0.123" in shown.html
+    encoded = re.search(r'download="my-table.csv" href="data:text/csv;charset=utf-8;base64,([^"]+)"', shown.html)
+    assert base64.b64decode(encoded.group(1)).decode() == frame.to_csv(index=False)
+    wide = pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples([("mAP", "P"), ("mAP", "P̄")]))
+    link = csv_link(wide, "x")
+    assert base64.b64decode(re.search(r"base64,([^\"]+)", link).group(1)).decode().splitlines()[0] == ",mAP P,mAP P̄"

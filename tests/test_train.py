@@ -136,7 +136,7 @@ def test_non_finite_loss_stops_naming_step_and_group_and_keeps_the_checkpoint(tm
         calls["n"] += 1
         total, diag = real_step(self, logits, labels, ref, generator)
         if calls["n"] == 12:  # in the second epoch (270 train canvases / 32 = 9 steps an epoch)
-            diag["loss_P"] = math.nan
+            diag["loss_P"] = torch.tensor(math.nan)  # diagnostics are tensors, read once an epoch
             total = total * math.nan
         return total, diag
 
@@ -148,7 +148,7 @@ def test_non_finite_loss_stops_naming_step_and_group_and_keeps_the_checkpoint(tm
     assert not store.is_finished(folder)
 
 
-@pytest.mark.parametrize("variant, ablation", [(v, "none") for v in ("bce", "focal", "gdro", "simpo")]
+@pytest.mark.parametrize("variant, ablation", [(v, "none") for v in ("bce", "focal", "gdro", "asl", "dbloss", "simpo")]
                          + [("cpo", a) for a in ABLATIONS])
 def test_every_method_trains_with_its_own_objective(tmp_path, cache_dir, variant, ablation):
     record = run(tiny(variant=variant, ablation=ablation, epochs=1), tmp_path, cache_dir)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairpo.report import verdicts
-from fairpo.report.tables import holm
+from fairpo.report import stats, verdicts
+from fairpo.report.stats import holm
 
 
 def test_holm_matches_a_hand_computed_example():
@@ -61,15 +61,28 @@ def test_paper_differences_are_read_from_the_transcribed_tables():
 
 
 def test_trend_test_detects_a_consistent_rise_and_not_noise():
-    mean, p = verdicts.trend_test([0.010, 0.012, 0.011, 0.009, 0.013])
+    mean, p = stats.trend_test([0.010, 0.012, 0.011, 0.009, 0.013])
     assert mean == pytest.approx(0.011) and p < 0.01
-    _, p_noise = verdicts.trend_test([0.01, -0.012, 0.004, -0.003])
+    _, p_noise = stats.trend_test([0.01, -0.012, 0.004, -0.003])
     assert p_noise > 0.1
 
 
 def test_detectable_difference_approaches_the_normal_formula_and_shrinks_with_seeds():
     # many seeds: t ≈ normal, so d = (z_0.975 + z_0.8) · std · √(2/n) = 2.8016 · std · √(2/n)
-    assert verdicts.detectable_difference(1.0, 400) == pytest.approx(2.8016 * math.sqrt(2 / 400), rel=0.01)
-    three, five = verdicts.detectable_difference(1.0, 3), verdicts.detectable_difference(1.0, 5)
+    assert stats.detectable_difference(1.0, 400) == pytest.approx(2.8016 * math.sqrt(2 / 400), rel=0.01)
+    three, five = stats.detectable_difference(1.0, 3), stats.detectable_difference(1.0, 5)
     assert three > five > 0
-    assert math.isnan(verdicts.detectable_difference(0.0, 3)) and math.isnan(verdicts.detectable_difference(1.0, 1))
+    assert math.isnan(stats.detectable_difference(0.0, 3)) and math.isnan(stats.detectable_difference(1.0, 1))
+
+
+def test_questions_beyond_the_paper_are_answered_yes_or_no_without_a_paper_difference():
+    asl = [(0.60, 0.90), (0.61, 0.90), (0.59, 0.905)]
+    cpo = [(0.80, 0.90), (0.81, 0.905), (0.82, 0.90)]
+    records = _records({("asl", "none"): asl, ("cpo", "none"): cpo})
+    questions = [q for q in verdicts.QUESTIONS if q.b == ("asl", "none")]
+    frame = verdicts.claims("unused", "toy", records=records, selected=questions)
+    assert list(frame["verdict"]) == ["yes", "yes"]  # higher on P, no drop on P̄
+    assert frame["paper"].isna().all()
+    assert verdicts.summary_sentence(frame).startswith("Of 2 questions") and "2 yes" in verdicts.summary_sentence(frame)
+    worse = _records({("asl", "none"): cpo, ("cpo", "none"): asl})
+    assert verdicts.claims("unused", "toy", records=worse, selected=questions[:1])["verdict"].tolist() == ["no"]

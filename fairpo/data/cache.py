@@ -1,10 +1,11 @@
 """Feature cache: run the frozen part of a backbone once, keep its output on disk, memory-mapped.
 
-Without augmentation a frozen encoder maps every input to the same features in every epoch, method
-and seed, so computing them once per (data set, split, backbone, trained blocks, resolution) turns
-the many training runs of the grid into runs of the small trainable part. The cache file is a plain
-``.npy`` named by a hash of the caller's key; it is written to a temporary name and renamed into place,
-so a run killed halfway leaves no file a later run could mistake for a finished cache.
+The inputs are never augmented, so a frozen encoder maps every input to the same features in every
+epoch, method and seed: computing them once per (data set, split, backbone, trained blocks,
+resolution) turns the many training runs of the grid into runs of the small trainable part. The
+cache file is a plain ``.npy`` named by a hash of the caller's key; it is written to a temporary name
+and renamed into place, so a run killed halfway leaves no file a later run could mistake for a
+finished cache.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class FeatureDataset(Dataset):
             raise ValueError(f"labels must be (N, T), got {tuple(labels.shape)}")
         self.features, self.labels, self.indices, self.dtype = features, labels, indices, dtype
 
-    augment = False  # inputs are fixed vectors
     batch_indexable = True
 
     def __len__(self) -> int:
@@ -69,7 +69,7 @@ class FeatureDataset(Dataset):
         return self.features[rows].to(self.dtype), self.labels[index]
 
     def fingerprint(self) -> str:
-        return _digest(self.labels.numpy().tobytes(), str(self.feature_shape).encode(),
+        return digest(self.labels.numpy().tobytes(), str(self.feature_shape).encode(),
                        b"" if self.indices is None else self.indices.numpy().tobytes())
 
 
@@ -81,10 +81,11 @@ def cache_key(key: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _digest(*parts: bytes) -> str:
+def digest(*parts: bytes) -> str:
+    """16 hex digits of SHA-256 over the SHA-256 of each part, so parts cannot run into each other."""
     h = hashlib.sha256()
     for part in parts:
-        h.update(hashlib.sha256(part).digest())  # hash of hashes: parts cannot run into each other
+        h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
 
 
@@ -115,13 +116,9 @@ def cached_features(dataset: Dataset, encoder: nn.Module, *, key: dict[str, Any]
     ``cache_dir/<hash>.npy`` (writes to it never reach the file), or read whole into memory with
     ``in_memory`` (one sequential read; shuffled epochs then never wait on the disk, should the OS
     have dropped the file from its page cache). A ``<hash>.json`` beside it records the key.
-    Refuses a dataset that augments: random inputs have no fixed features to cache.
     """
     if dtype not in _STORAGE_DTYPES:
         raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype}")
-    if getattr(dataset, "augment", False):
-        raise ValueError("this dataset augments its inputs, so its features change every epoch: "
-                         "bypass the cache (run the encoder in the loop) or load the split without augment")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     full_key = {"key": key, "dtype": str(dtype), "length": len(dataset)}

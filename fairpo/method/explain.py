@@ -40,3 +40,50 @@ def pair_gradients(score_preferred: float, score_dispreferred: float, *, beta: f
         rows[name] = {"loss": loss.item(), "grad_preferred": z.grad[0, 0].item(),
                       "grad_dispreferred": z.grad[0, 1].item()}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# ---------------------------------------------------------------- the walkthrough's exercises
+
+
+def _exercise_confusing_set() -> set[int]:
+    z = torch.tensor([[2.0, -1.0, 0.5, 1.5]])
+    y = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
+    return set(losses.confusing_mask(z, y, [1])[0, 0].nonzero().flatten().tolist())
+
+
+def _exercise_first_alpha() -> float:
+    from fairpo.method.group_weights import GroupWeights
+
+    weights = GroupWeights(mode="scaled", step_size=0.05)
+    return round(float(weights.update(torch.tensor([1.2, 0.4]))[0]), 3)
+
+
+def _exercise_hardest_push() -> str:
+    table = pair_gradients(0.8, 0.7)
+    return str(table.drop(index="bce")["grad_dispreferred"].idxmax())
+
+
+EXERCISES = {
+    "confusing set": _exercise_confusing_set,
+    "first alpha": _exercise_first_alpha,
+    "hardest push": _exercise_hardest_push,
+}
+"""The walkthrough's exercises, each answered by the library itself (so the answer is never typed in)."""
+
+
+def check(exercise: str, answer) -> str:
+    """Compare a reader's ``answer`` to the exercise's, without revealing it: "correct", "not answered
+    yet" (``None``) or "not yet" with a hint of what kind of answer is expected."""
+    if exercise not in EXERCISES:
+        raise ValueError(f"unknown exercise {exercise!r}; choose one of: {', '.join(EXERCISES)}")
+    if answer is None:
+        return f"{exercise}: not answered yet"
+    expected = EXERCISES[exercise]()
+    if isinstance(expected, float):
+        correct = isinstance(answer, (int, float)) and abs(float(answer) - expected) < 5e-4
+    elif isinstance(expected, set):
+        correct = set(answer) == expected if isinstance(answer, (set, list, tuple)) else False
+    else:
+        correct = str(answer).strip().lower() == expected
+    hint = {float: "a number, to 3 decimals", set: "a set of label indices", str: "a variant name"}[type(expected)]
+    return f"{exercise}: correct" if correct else f"{exercise}: not yet (expected {hint})"

@@ -30,11 +30,12 @@ class GroupWeights:
     """Weights ``α`` over ``num_groups`` groups, updated from detached group losses.
 
     ``step_size`` is η_α (η for Group DRO), ``ema_decay`` is ρ and ``scale_eps`` is δ. State lives in
-    float64 on the CPU: a handful of numbers whose exact values checkpoints must restore.
+    float64 on ``device`` (the losses' device, so an update never waits for the host): a handful of
+    numbers whose exact values checkpoints must restore (:meth:`state_dict` copies them to the CPU).
     """
 
     def __init__(self, num_groups: int = 2, *, mode: str = "scaled", step_size: float = 0.05,
-                 ema_decay: float = 0.9, scale_eps: float = 1e-6) -> None:
+                 ema_decay: float = 0.9, scale_eps: float = 1e-6, device: torch.device | str = "cpu") -> None:
         if mode not in MODES:
             raise ValueError(f"unknown group-weight mode {mode!r}; choose one of: {', '.join(MODES)}")
         if num_groups < 1:
@@ -43,19 +44,22 @@ class GroupWeights:
         self.step_size = float(step_size)
         self.ema_decay = float(ema_decay)
         self.scale_eps = float(scale_eps)
-        self.weights = torch.full((num_groups,), 1.0 / num_groups, dtype=torch.float64)
-        self.ema = torch.zeros(num_groups, dtype=torch.float64)
+        self.device = torch.device(device)
+        self.weights = torch.full((num_groups,), 1.0 / num_groups, dtype=torch.float64, device=self.device)
+        self.ema = torch.zeros(num_groups, dtype=torch.float64, device=self.device)
         self.steps = 0
 
-    def update(self, losses: Tensor) -> Tensor:
+    def update(self, losses: Tensor, *, check: bool = True) -> Tensor:
         """One mirror-ascent step from the current group losses (G,); returns the new weights (G,).
 
         The losses are detached: α is a function of the losses' values, never part of the graph.
+        ``check=False`` skips the finiteness check (which reads the losses on the host); the trainer
+        checks its losses once per epoch instead.
         """
-        losses = torch.as_tensor(losses).detach().to(device="cpu", dtype=torch.float64).flatten()
+        losses = torch.as_tensor(losses).detach().to(device=self.device, dtype=torch.float64).flatten()
         if losses.shape != self.weights.shape:
             raise ValueError(f"expected {self.weights.numel()} group losses, got shape {tuple(losses.shape)}")
-        if not torch.isfinite(losses).all():
+        if check and not torch.isfinite(losses).all():
             raise ValueError(f"group losses must be finite to move the group weights, got {losses.tolist()}")
         if self.mode == "scaled":
             if self.steps == 0:
@@ -79,13 +83,13 @@ class GroupWeights:
         return (self.weights.to(device=losses.device, dtype=losses.dtype) * losses).sum()
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"weights": self.weights.clone(), "ema": self.ema.clone(),
+        return {"weights": self.weights.cpu().clone(), "ema": self.ema.cpu().clone(),
                 "steps": torch.tensor(self.steps, dtype=torch.int64)}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        weights = torch.as_tensor(state["weights"], dtype=torch.float64).clone()
+        weights = torch.as_tensor(state["weights"], dtype=torch.float64).to(self.device).clone()
         if weights.shape != self.weights.shape:
             raise ValueError(f"state holds {weights.numel()} group weights, this object has {self.weights.numel()}")
         self.weights = weights
-        self.ema = torch.as_tensor(state["ema"], dtype=torch.float64).clone()
+        self.ema = torch.as_tensor(state["ema"], dtype=torch.float64).to(self.device).clone()
         self.steps = int(state["steps"])

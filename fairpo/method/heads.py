@@ -107,3 +107,15 @@ class PerLabelHeads(nn.Module):
                 module.weights[j].copy_(torch.stack([head[j].weight for head in linears]))
                 module.biases[j].copy_(torch.stack([head[j].bias for head in linears]))
         return module.to(linears[0][0].weight.device)
+
+
+class Network(nn.Module):
+    """Cached features → logits: the trained top of the backbone (any module, the identity when only
+    the heads train), then the per-label heads."""
+
+    def __init__(self, top: nn.Module, heads: PerLabelHeads) -> None:
+        super().__init__()
+        self.top, self.heads = top, heads
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.heads(self.top(features))

@@ -7,75 +7,19 @@ everything is batched: no Python loop over samples, labels or pairs. ``tests/ref
 slow, literal version of each function, written from the paper's equations with loops.
 
 Equation numbers refer to the paper (appendix B).
+
+Every public function checks its inputs (:mod:`fairpo.method.checks`) unless called with
+``check=False`` and the label groups already resolved (:class:`~fairpo.method.checks.LabelGroups`), as
+the training step does: it then runs without reading a value back from the device.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-PREFERENCE_VARIANTS = ("dpo", "simpo", "cpo")
-
-Privileged = Tensor | Sequence[int] | Sequence[bool]
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def privileged_indices(privileged: Privileged, num_labels: int, device=None) -> Tensor:
-    """Sorted label indices of the privileged group ``P``.
-
-    ``privileged`` is a boolean mask over the ``T`` labels or a list (or tensor) of label indices.
-    Raises ``ValueError`` for an empty group, an index outside ``[0, T)``, a repeated index or a mask
-    of the wrong length.
-    """
-    p = torch.as_tensor(privileged)
-    if p.numel() == 0:
-        raise ValueError("the privileged group is empty; give at least one privileged label")
-    if p.dtype == torch.bool:
-        if p.shape != (num_labels,):
-            raise ValueError(
-                f"privileged mask has shape {tuple(p.shape)}, expected ({num_labels},): one entry per label"
-            )
-        p = p.nonzero().flatten()
-    else:
-        if p.dtype.is_floating_point or p.dim() != 1:
-            raise ValueError("privileged must be a boolean mask over labels or a 1-D list of label indices")
-        if p.numel() and (p.min() < 0 or p.max() >= num_labels):
-            bad = p[(p < 0) | (p >= num_labels)].tolist()
-            raise ValueError(f"privileged label indices {bad} are outside [0, {num_labels}) for {num_labels} labels")
-        if p.unique().numel() != p.numel():
-            raise ValueError(f"privileged label indices repeat: {p.tolist()}")
-        p = p.sort().values
-    if p.numel() == 0:
-        raise ValueError("the privileged mask selects no label; give at least one privileged label")
-    return p.to(device=device, dtype=torch.long)
-
-
-def privileged_mask(privileged: Privileged, logits: Tensor) -> Tensor:
-    """Boolean mask (T,) of the privileged labels, on the logits' device."""
-    mask = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
-    mask[privileged_indices(privileged, logits.shape[1], logits.device)] = True
-    return mask
-
-
-def check_logits_labels(logits: Tensor, labels: Tensor, ref_logits: Tensor | None = None) -> None:
-    """Raise ``ValueError`` unless logits and labels are matching (B, T) tensors and labels are 0/1."""
-    if logits.dim() != 2:
-        raise ValueError(f"logits must be (batch, labels), got shape {tuple(logits.shape)}")
-    if not logits.dtype.is_floating_point:
-        raise ValueError(f"logits must be floating point, got {logits.dtype}")
-    if labels.shape != logits.shape:
-        raise ValueError(f"labels have shape {tuple(labels.shape)} but logits have {tuple(logits.shape)}")
-    if not ((labels == 0) | (labels == 1)).all():
-        raise ValueError("labels must be 0 or 1 (multi-hot); found other values")
-    if ref_logits is not None and ref_logits.shape != logits.shape:
-        raise ValueError(
-            f"reference logits have shape {tuple(ref_logits.shape)} but logits have {tuple(logits.shape)}"
-        )
+from fairpo.method.checks import LabelGroups, Privileged, check_logits_labels
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -87,7 +31,8 @@ def bce(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def confusing_mask(logits: Tensor, labels: Tensor, privileged: Privileged) -> Tensor:
+def confusing_mask(logits: Tensor, labels: Tensor, privileged: Privileged | LabelGroups, *,
+                   check: bool = True) -> Tensor:
     """Confusing counterparts of every privileged pair (Eqs. 9–10), chosen with no gradient.
 
     Returns a bool tensor ``(B, |P|, T)`` whose entry ``[i, a, k]`` says that label ``k`` is in the
@@ -102,8 +47,7 @@ def confusing_mask(logits: Tensor, labels: Tensor, privileged: Privileged) -> Te
         for i, (a, l), k: mask[i, a, k] = (y[i,l] == 1 and y[i,k] == 0 and z[i,k] >= z[i,l]) or
                                           (y[i,l] == 0 and y[i,k] == 1 and z[i,k] <= z[i,l])
     """
-    check_logits_labels(logits, labels)
-    p = privileged_indices(privileged, logits.shape[1], logits.device)
+    p = _groups(logits, labels, privileged, check).p
     z, y = logits.detach(), labels.bool()
     z_l, y_l = z[:, p, None], y[:, p, None]  # (B, |P|, 1)
     z_k, y_k = z[:, None, :], y[:, None, :]  # (B, 1, T)
@@ -130,6 +74,28 @@ def draw_counterparts(mask: Tensor, generator: torch.Generator | None = None) ->
     return hit.int().argmax(-1), size > 0
 
 
+def _dpo(margin: Tensor, ref_margin: Tensor | None, beta: float, gamma: float) -> Tensor:
+    if ref_margin is None:
+        raise ValueError("the DPO preference loss needs the reference model's logits (ref_logits)")
+    return -F.logsigmoid(beta * (margin - ref_margin.detach()))
+
+
+def _simpo(margin: Tensor, ref_margin: Tensor | None, beta: float, gamma: float) -> Tensor:
+    return -F.logsigmoid(beta * margin - gamma)
+
+
+def _cpo(margin: Tensor, ref_margin: Tensor | None, beta: float, gamma: float) -> Tensor:
+    return -F.logsigmoid(beta * margin)
+
+
+PREFERENCE_LOSSES = {"dpo": _dpo, "simpo": _simpo, "cpo": _cpo}
+"""The pair losses of the margin ``log m_p − log m_d`` (and the reference's margin, for DPO); the one
+list of FairPO's variants. A new preference loss is one function here and its tests."""
+NEEDS_REFERENCE_MARGIN = ("dpo",)
+ADDS_BCE = ("cpo",)
+"""Variants whose privileged pairs also pay ``λ·BCE(z_il, y_il)`` (CPO's behaviour-cloning term)."""
+
+
 def preference_loss(
     variant: str,
     preferred: Tensor,
@@ -147,17 +113,21 @@ def preference_loss(
     - ``cpo`` (Eq. 15, preference term): ``-log σ(β·(log m_p − log m_d))``; :func:`privileged_loss`
       adds CPO's ``λ·BCE`` term, which belongs to the privileged label, not to the pair.
     """
+    if variant not in PREFERENCE_LOSSES:
+        raise ValueError(f"unknown preference variant {variant!r}; choose one of: {', '.join(PREFERENCE_LOSSES)}")
     margin = F.logsigmoid(preferred) - F.logsigmoid(dispreferred)
-    if variant == "dpo":
-        if ref_preferred is None or ref_dispreferred is None:
-            raise ValueError("the DPO preference loss needs the reference model's logits (ref_logits)")
-        margin = margin - (F.logsigmoid(ref_preferred) - F.logsigmoid(ref_dispreferred)).detach()
-        return -F.logsigmoid(beta * margin)
-    if variant == "simpo":
-        return -F.logsigmoid(beta * margin - gamma)
-    if variant == "cpo":
-        return -F.logsigmoid(beta * margin)
-    raise ValueError(f"unknown preference variant {variant!r}; choose one of: {', '.join(PREFERENCE_VARIANTS)}")
+    ref_margin = None
+    if ref_preferred is not None and ref_dispreferred is not None:
+        ref_margin = F.logsigmoid(ref_preferred) - F.logsigmoid(ref_dispreferred)
+    return PREFERENCE_LOSSES[variant](margin, ref_margin, beta, gamma)
+
+
+def _groups(logits: Tensor, labels: Tensor, privileged: Privileged | LabelGroups, check: bool,
+            ref_logits: Tensor | None = None) -> LabelGroups:
+    """The label groups for these logits, checking the inputs first when ``check``."""
+    if check:
+        check_logits_labels(logits, labels, ref_logits)
+    return LabelGroups.of(privileged, logits.shape[1], logits.device)
 
 
 # --------------------------------------------------------------------------- group losses
@@ -166,7 +136,7 @@ def preference_loss(
 def privileged_loss(
     logits: Tensor,
     labels: Tensor,
-    privileged: Privileged,
+    privileged: Privileged | LabelGroups,
     *,
     variant: str,
     ref_logits: Tensor | None = None,
@@ -177,6 +147,7 @@ def privileged_loss(
     negatives_only: bool = False,
     fallback: bool = True,
     generator: torch.Generator | None = None,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The privileged group's loss ``L_P`` (Eq. 13 and its SimPO/CPO analogues).
 
@@ -195,18 +166,19 @@ def privileged_loss(
     scalar and ``stats`` holds detached scalars: ``fallback_rate`` (share of pairs with an empty set),
     ``preference_rate`` (share of pairs that got a preference loss) and ``confusing_size`` (mean set size).
     """
-    if variant not in PREFERENCE_VARIANTS:
-        raise ValueError(f"unknown preference variant {variant!r}; choose one of: {', '.join(PREFERENCE_VARIANTS)}")
-    if variant == "dpo" and ref_logits is None and preference:
-        raise ValueError("FairPO-DPO needs ref_logits, the frozen reference model's logits for the same batch")
-    check_logits_labels(logits, labels, ref_logits)
-    p = privileged_indices(privileged, logits.shape[1], logits.device)
+    if variant not in PREFERENCE_LOSSES:  # checks of Python values: no device read, so always made
+        raise ValueError(f"unknown preference variant {variant!r}; choose one of: {', '.join(PREFERENCE_LOSSES)}")
+    if variant in NEEDS_REFERENCE_MARGIN and ref_logits is None and preference:
+        raise ValueError(f"FairPO-{variant.upper()} needs ref_logits, the frozen reference model's logits "
+                         f"for the same batch")
+    groups = _groups(logits, labels, privileged, check, ref_logits)
+    p = groups.p
     labels = labels.to(logits.dtype)
     z_l, y_l = logits[:, p], labels[:, p]  # (B, |P|)
     positive = y_l == 1
     bce_l = bce(z_l, y_l)
 
-    mask = confusing_mask(logits, labels, p)
+    mask = confusing_mask(logits, labels, groups, check=False)
     if negatives_only:
         mask &= positive.unsqueeze(-1)
     k, nonempty = draw_counterparts(mask, generator)
@@ -222,11 +194,11 @@ def privileged_loss(
     z_k = logits.gather(1, k)
     z_p, z_d = torch.where(positive, z_l, z_k), torch.where(positive, z_k, z_l)
     ref_p = ref_d = None
-    if variant == "dpo":
+    if variant in NEEDS_REFERENCE_MARGIN:
         r_l, r_k = ref_logits[:, p], ref_logits.gather(1, k)
         ref_p, ref_d = torch.where(positive, r_l, r_k), torch.where(positive, r_k, r_l)
     pair = preference_loss(variant, z_p, z_d, ref_p, ref_d, beta=beta, gamma=gamma)
-    if variant == "cpo":
+    if variant in ADDS_BCE:
         pair = pair + lam * bce_l
     empty_cost = bce_l if fallback else torch.zeros_like(bce_l)
     stats["preference_rate"] = nonempty.float().mean()
@@ -234,7 +206,8 @@ def privileged_loss(
 
 
 def non_privileged_loss(
-    logits: Tensor, ref_logits: Tensor, labels: Tensor, privileged: Privileged, epsilon: float = 0.05
+    logits: Tensor, labels: Tensor, privileged: Privileged | LabelGroups, *, ref_logits: Tensor,
+    epsilon: float = 0.05, check: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The non-privileged group's hinge constraint ``L_N`` (Eq. 16).
 
@@ -242,30 +215,23 @@ def non_privileged_loss(
     label stays within ``ε`` of the reference model's loss. ``stats["active_rate"]`` is the share of
     entries where the hinge is active. An empty ``N`` (every label privileged) costs 0.
     """
-    check_logits_labels(logits, labels, ref_logits)
-    n = (~privileged_mask(privileged, logits)).nonzero().flatten()
-    if n.numel() == 0:
+    if ref_logits is None:
+        raise ValueError("the non-privileged hinge needs ref_logits, the frozen reference model's logits")
+    groups = _groups(logits, labels, privileged, check, ref_logits)
+    if groups.n_empty:
         zero = logits.sum() * 0.0
         return zero, {"active_rate": zero.detach()}
+    n = groups.n
     labels = labels.to(logits.dtype)
     excess = bce(logits[:, n], labels[:, n]) - bce(ref_logits[:, n].detach(), labels[:, n]) - epsilon
     return F.relu(excess).mean(), {"active_rate": (excess > 0).float().mean()}
 
 
-def group_bce(logits: Tensor, labels: Tensor, privileged: Privileged) -> Tensor:
+def group_bce(logits: Tensor, labels: Tensor, privileged: Privileged | LabelGroups, *, check: bool = True) -> Tensor:
     """Mean BCE of each label group, ``[L_P, L_N]`` (2,): Group DRO's group losses and the plain-BCE
     group losses of the ``no-pref``/``no-constraint`` ablations. An empty group costs 0."""
-    check_logits_labels(logits, labels)
+    in_p = _groups(logits, labels, privileged, check).mask
     per_entry = bce(logits, labels)
-    in_p = privileged_mask(privileged, logits)
     groups = torch.stack([in_p, ~in_p]).to(per_entry.dtype)  # (2, T)
     count = groups.sum(1) * logits.shape[0]
     return (per_entry @ groups.T).sum(0) / count.clamp(min=1)
-
-
-def focal_loss(logits: Tensor, labels: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """Sigmoid focal loss (Lin et al.) averaged over all entries, via torchvision's implementation."""
-    from torchvision.ops import sigmoid_focal_loss  # imported here: torchvision is slow to import
-
-    check_logits_labels(logits, labels)
-    return sigmoid_focal_loss(logits, labels.to(logits.dtype), alpha=alpha, gamma=gamma, reduction="mean")

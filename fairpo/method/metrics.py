@@ -11,8 +11,8 @@ Thresholding happens in logit space: a label is predicted present when ``z >= 0`
 ``sigmoid(z) >= 0.5`` with the boundary (z = 0, m = 0.5) counted as *present*, as the released code
 (``prob >= 0.5``) does. Comparing logits avoids float32 sigmoid rounding a logit of -1e-9 up to 0.5.
 
-:func:`batch_averaged_metrics` reproduces the released code's per-batch averaging so the audit can
-show how far it moves the numbers; it is not what we report.
+Input checks come from :mod:`fairpo.method.checks`; the released code's per-batch averaging, which the
+audit compares with these metrics, is :func:`fairpo.report.audit.batch_averaged_metrics`.
 """
 
 from __future__ import annotations
@@ -26,40 +26,25 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import multilabel_average_precision
 
+from fairpo.method.checks import binary, check_logits_labels, privileged_mask
+
 EmptyConvention = Literal["one", "zero", "exclude"]
 GROUPS = ("privileged", "non_privileged", "overall")
-METRICS = ("mAP", "f1", "accuracy")
+METRICS = ("mAP", "f1", "accuracy", "macro_f1")
 
 
 # ---------------------------------------------------------------- validation
 
 
-def _check_logits_labels(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Validate (N, T) scores and 0/1 labels; return (scores, labels as bool)."""
-    if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
-        raise ValueError("logits and labels must be torch tensors")
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (N, T), got {tuple(logits.shape)}")
-    if labels.shape != logits.shape:
-        raise ValueError(
-            f"shape mismatch: logits {tuple(logits.shape)} vs labels {tuple(labels.shape)}"
-        )
+def check_scores(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate (N, T) scores and 0/1 labels for a metric (:func:`~fairpo.method.checks.check_logits_labels`,
+    then non-empty and finite); return (scores, labels as bool)."""
+    check_logits_labels(logits, labels)
     if logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"need at least one sample and one label, got {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise ValueError(f"logits must be floating point, got {logits.dtype}")
     if not torch.isfinite(logits).all():
         raise ValueError("logits contain NaN or infinite values")
-    return logits.detach(), _binary(labels, "labels")
-
-
-def _binary(values: Tensor, name: str) -> Tensor:
-    """Return ``values`` as bool after checking every entry is 0 or 1."""
-    if values.dtype == torch.bool:
-        return values.detach()
-    if not ((values == 0) | (values == 1)).all():
-        raise ValueError(f"{name} must be binary (0/1); found other values")
-    return values.detach() != 0
+    return logits.detach(), binary(labels, "labels")
 
 
 def _check_predictions(preds: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,37 +62,14 @@ def _check_predictions(preds: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
             "preds must be hard predictions (bool or 0/1 integers); threshold logits with "
             "predict(logits) first"
         )
-    return _binary(preds, "preds"), _binary(labels, "labels")
+    return binary(preds, "preds"), binary(labels, "labels")
 
 
-def privileged_mask(privileged: Sequence[int] | Tensor, num_labels: int) -> Tensor:
-    """Bool mask (T,) of the privileged labels.
-
-    Args:
-        privileged: label indices (any order, no duplicates) or a bool mask of shape (T,).
-        num_labels: T.
-    """
-    if isinstance(privileged, Tensor) and privileged.dtype == torch.bool:
-        if privileged.shape != (num_labels,):
-            raise ValueError(
-                f"privileged mask must have shape ({num_labels},), got {tuple(privileged.shape)}"
-            )
-        return privileged.detach().cpu()
+def group_masks(privileged: Sequence[int] | Tensor, num_labels: int) -> dict[str, Tensor]:
+    """Masks (T,) on the CPU of the privileged labels (possibly none), their complement and all labels."""
     if isinstance(privileged, Tensor):
-        privileged = privileged.tolist()
-    indices = [int(i) for i in privileged]
-    bad = [i for i in indices if not 0 <= i < num_labels]
-    if bad:
-        raise ValueError(f"privileged indices out of range [0, {num_labels}): {bad}")
-    if len(set(indices)) != len(indices):
-        raise ValueError(f"privileged indices contain duplicates: {sorted(indices)}")
-    mask = torch.zeros(num_labels, dtype=torch.bool)
-    mask[indices] = True
-    return mask
-
-
-def _group_masks(privileged: Sequence[int] | Tensor, num_labels: int) -> dict[str, Tensor]:
-    mask = privileged_mask(privileged, num_labels)
+        privileged = privileged.detach().cpu()
+    mask = privileged_mask(privileged, num_labels, allow_empty=True)
     return {"privileged": mask, "non_privileged": ~mask, "overall": torch.ones_like(mask)}
 
 
@@ -155,7 +117,7 @@ def average_precision(scores: Tensor, labels: Tensor) -> Tensor:
         drag a mean down, and sklearn returns 0 with a warning). torchmetrics accumulates the
         curve in float32, so values agree with sklearn to about 1e-7.
     """
-    scores, truth = _check_logits_labels(scores, labels)
+    scores, truth = check_scores(scores, labels)
     with warnings.catch_warnings():
         # Labels without positives are masked to NaN below; the warning adds nothing.
         warnings.filterwarnings("ignore", message="No positive samples found in target")
@@ -170,33 +132,43 @@ def average_precision(scores: Tensor, labels: Tensor) -> Tensor:
     return torch.where(truth.any(dim=0), ap, torch.full_like(ap, math.nan))
 
 
-def batched_average_precision(scores: Tensor, labels: Tensor) -> Tensor:
+def batched_average_precision(scores: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:
     """Per-(batch, label) average precision, vectorised over batches and labels.
 
     Equals the loop (same tie handling, float64 throughout)::
 
         for b in range(B):
-            out[b] = average_precision(scores[b], labels[b])
+            idx = torch.arange(n).repeat_interleave(weights[b])  # every sample once without weights
+            out[b] = average_precision(scores[b, idx], labels[b, idx])
 
     Used for the per-batch audit, where calling torchmetrics once per batch costs about 30 ms
-    each (a COCO validation split has some 1,250 batches).
+    each (a COCO validation split has some 1,250 batches), and, with ``weights``, for the bootstrap
+    over test images, where each resample counts every image as often as it was drawn.
 
     Args:
-        scores: (B, n, T) logits, B batches of n samples.
-        labels: (B, n, T) in {0, 1} (bool accepted).
+        scores: (B, n, T) logits, B batches of n samples; with ``weights`` B may be 1, one split
+            shared by every row of ``weights`` (its scores are sorted once).
+        labels: (B, n, T) in {0, 1} (bool accepted), B as for ``scores``.
+        weights: optional (B, n) sample multiplicities (non-negative whole numbers): sample i of
+            batch b counts ``weights[b, i]`` times.
 
     Returns:
-        (B, T) float64; NaN where a batch has no positive for a label.
+        (B, T) float64; NaN where a batch has no (counted) positive for a label.
     """
     if scores.ndim != 3 or labels.shape != scores.shape:
         raise ValueError(
             f"need scores and labels of one shape (B, n, T): {tuple(scores.shape)} vs "
             f"{tuple(labels.shape)}"
         )
+    if weights is not None and (weights.ndim != 2 or weights.shape[1] != scores.shape[1]
+                                or scores.shape[0] not in (1, weights.shape[0])):
+        raise ValueError(
+            f"weights must be (B, n) for scores (B, n, T) or (1, n, T): {tuple(weights.shape)} vs "
+            f"{tuple(scores.shape)}"
+        )
     truth = labels.bool()
     sorted_scores, order = scores.sort(dim=1, descending=True, stable=True)
     hits = truth.gather(1, order)
-    true_positives = hits.cumsum(dim=1).to(torch.float64)
     # Every member of a run of tied scores sits at the threshold of the run's last member.
     n = scores.shape[1]
     position = torch.arange(n, device=scores.device).view(1, n, 1).expand_as(sorted_scores)
@@ -204,9 +176,20 @@ def batched_average_precision(scores: Tensor, labels: Tensor) -> Tensor:
     last_of_run[:, :-1] = sorted_scores[:, 1:] != sorted_scores[:, :-1]
     run_end = torch.where(last_of_run, position, torch.full_like(position, n))
     run_end = run_end.flip(1).cummin(dim=1).values.flip(1)
-    precision = true_positives.gather(1, run_end) / (run_end + 1).to(torch.float64)
-    positives = hits.sum(dim=1).to(torch.float64)
-    ap = (precision * hits).sum(dim=1) / positives
+    if weights is None:
+        counted = hits.to(torch.float64)
+        seen = (run_end + 1).to(torch.float64)
+    else:  # the weight of the k-th ranked sample, per batch and label
+        w = weights.to(torch.float64)[:, :, None].expand(-1, -1, scores.shape[2])
+        w = w.gather(1, order.expand(w.shape[0], -1, -1))
+        counted = w * hits
+        run_end = run_end.expand_as(w)
+        seen = w.cumsum(dim=1).gather(1, run_end)
+    true_positives = counted.cumsum(dim=1)
+    precision = torch.where(seen > 0, true_positives.gather(1, run_end) / seen, 0.0)
+    positives = true_positives[:, -1]
+    # summed in rank order (the last partial sum), the same additions in the same order as a loop
+    ap = (precision * counted).cumsum(dim=1)[:, -1] / positives
     return torch.where(positives > 0, ap, torch.full_like(ap, math.nan))
 
 
@@ -265,6 +248,14 @@ def sample_f1(preds: Tensor, labels: Tensor, empty: EmptyConvention = "one") -> 
     return _mean_f1(per_sample_f1(preds, truth), empty)
 
 
+def per_label_f1(preds: Tensor, labels: Tensor) -> Tensor:
+    """F1 of each label over the samples: ``2 TP / (2 TP + FP + FN)``, (N, T) bool → (T,) float64;
+    NaN for a label with no true and no predicted positive in the split (0/0)."""
+    true_pos = (preds & labels).sum(dim=0).to(torch.float64)
+    denominator = (preds.sum(dim=0) + labels.sum(dim=0)).to(torch.float64)
+    return torch.where(denominator > 0, 2 * true_pos / denominator, math.nan)
+
+
 def dead_heads(logits: Tensor) -> list[int]:
     """Labels whose head gives the same logit for every sample of ``logits`` (N, T): a head whose
     narrow ReLU layer died outputs its last bias whatever the input, so its AP is the label's
@@ -303,6 +294,7 @@ def _group_values(
         "mAP": _nanmean(ap[mask]),
         "f1": _mean_f1(per_sample_f1(p, y), empty),
         "accuracy": (p == y).to(torch.float64).mean().item(),
+        "macro_f1": _nanmean(per_label_f1(p, y)),
     }
 
 
@@ -313,9 +305,14 @@ def group_metrics(
     empty: EmptyConvention = "one",
     per_label: bool = False,
 ) -> dict:
-    """mAP, sample F1 and accuracy for the privileged group, its complement and all labels.
+    """mAP, sample F1, accuracy and macro F1 for the privileged group, its complement and all labels.
 
-    mAP is the mean AP over the group's labels that have at least one positive in the split.
+    mAP is the mean AP over the group's labels that have at least one positive in the split. Sample F1
+    and accuracy are the paper's; on a group of rare labels both mostly count correct rejections (a
+    model that never predicts a privileged label scores sample F1(P) = the share of samples without one,
+    under the default ``empty="one"``). ``macro_f1`` is the mean over the group's labels of each label's
+    F1 over the samples (:func:`per_label_f1`), leaving out a label with no true and no predicted
+    positive: it drops to 0 for a group whose labels are never predicted.
 
     Args:
         logits: (N, T) float.
@@ -326,140 +323,16 @@ def group_metrics(
         per_label: also return ``"per_label_ap"``, a list of T floats (NaN: no positive).
 
     Returns:
-        ``{"privileged": {"mAP", "f1", "accuracy"}, "non_privileged": {...}, "overall": {...}}``,
+        ``{"privileged": {"mAP", "f1", "accuracy", "macro_f1"}, "non_privileged": {...}, "overall": {...}}``,
         plain Python floats in [0, 1] (fractions); every value of an empty group is NaN.
     """
     if empty not in ("one", "zero", "exclude"):
         raise ValueError(f"empty must be 'one', 'zero' or 'exclude', got {empty!r}")
-    scores, truth = _check_logits_labels(logits, labels)
-    masks = _group_masks(privileged, scores.shape[1])
+    scores, truth = check_scores(logits, labels)
+    masks = group_masks(privileged, scores.shape[1])
     ap = average_precision(scores, truth).cpu()
     preds, truth = predict(scores).cpu(), truth.cpu()
     out: dict = {g: _group_values(ap, preds, truth, masks[g], empty) for g in GROUPS}
     if per_label:
         out["per_label_ap"] = ap.tolist()
-    return out
-
-
-# ---------------------------------------------------------------- the released code's averaging
-
-
-def _batch_group_values(
-    logits: Tensor, truth: Tensor, masks: dict[str, Tensor], batch_size: int, empty: str
-) -> dict[str, dict[str, Tensor]]:
-    """Per batch (in order) and group: mAP (NaN: no label with a positive), F1, accuracy."""
-    n, num_labels = logits.shape
-    full = (n // batch_size) * batch_size
-    aps = []
-    if full:
-        aps.append(
-            batched_average_precision(
-                logits[:full].reshape(-1, batch_size, num_labels),
-                truth[:full].reshape(-1, batch_size, num_labels),
-            )
-        )
-    if full < n:
-        aps.append(batched_average_precision(logits[None, full:], truth[None, full:]))
-    ap = torch.cat(aps)  # (number of batches, T)
-    preds = predict(logits)
-    batch_of = torch.arange(n) // batch_size
-    f1_fill = {"one": 1.0, "zero": 0.0, "exclude": math.nan}[empty]
-    out = {}
-    for group, mask in masks.items():
-        group_ap = ap[:, mask]
-        counted = (~group_ap.isnan()).sum(dim=1)
-        batch_map = torch.where(
-            counted > 0, group_ap.nan_to_num(0.0).sum(dim=1) / counted.clamp(min=1), math.nan
-        )
-        f1 = per_sample_f1(preds[:, mask], truth[:, mask]).nan_to_num(f1_fill)
-        correct = (preds[:, mask] == truth[:, mask]).to(torch.float64).mean(dim=1)
-        out[group] = {
-            "mAP": batch_map,
-            "f1": _per_batch_nanmean(f1, batch_of, ap.shape[0]),
-            "accuracy": _per_batch_nanmean(correct, batch_of, ap.shape[0]),
-        }
-    return out
-
-
-def _per_batch_nanmean(values: Tensor, batch_of: Tensor, num_batches: int) -> Tensor:
-    """Mean of ``values`` (N,) within each batch, skipping NaN; NaN for a batch with none left."""
-    kept = ~values.isnan()
-    sums = torch.zeros(num_batches, dtype=torch.float64).index_add_(
-        0, batch_of, values.nan_to_num(0.0)
-    )
-    counts = torch.zeros(num_batches, dtype=torch.float64).index_add_(
-        0, batch_of, kept.to(torch.float64)
-    )
-    return torch.where(counts > 0, sums / counts.clamp(min=1), math.nan)
-
-
-def _weighted_mean(values: Tensor, weights: Tensor) -> float:
-    """Mean of ``values`` weighted by ``weights``, skipping NaN values; NaN if nothing is left."""
-    kept = ~values.isnan()
-    if not kept.any():
-        return math.nan
-    return ((values[kept] * weights[kept]).sum() / weights[kept].sum()).item()
-
-
-def batch_averaged_metrics(
-    logits: Tensor,
-    labels: Tensor,
-    privileged: Sequence[int] | Tensor,
-    batch_size: int = 32,
-    empty: EmptyConvention = "zero",
-    no_positive_batch: Literal["zero", "skip"] = "zero",
-) -> dict:
-    """The released FairPO code's evaluation: metrics per batch, averaged over batches.
-
-    The split is cut into consecutive batches of ``batch_size`` (the last one shorter, as a
-    DataLoader without ``drop_last``). In each batch and group, mAP is the mean AP over the labels
-    with a positive *in that batch* (the others are skipped), sample F1 uses ``empty`` for a sample
-    with no true and no predicted label, accuracy is element-wise. Each batch's value is weighted
-    by its size (the released code sums ``value * batch_size`` and divides by the sample count).
-
-    A batch where no label of a group has a positive gets mAP 0 in the released code
-    (``no_positive_batch="zero"``); ``"skip"`` leaves such batches out of that group's mAP.
-
-    Ranking inside a batch sees only that batch's negatives, so a positive outranks fewer of them
-    and AP rises: batch-averaged mAP is inflated against the dataset-level mAP of
-    :func:`group_metrics` (the zero for batches without positives pulls the other way on rare
-    groups). Accuracy, and F1 under the same ``empty`` ("one" or "zero"), are per-sample means
-    weighted back by batch size, so they do not change.
-
-    Differences from the released code, deliberately left out so the audit isolates the batching:
-    it ranks float32 probabilities (tying logits above about 17), we rank logits.
-
-    Args:
-        logits: (N, T) float, in evaluation order.
-        labels: (N, T) in {0, 1}.
-        privileged: indices of P or a bool mask (T,).
-        batch_size: evaluation batch size (32 in the released code).
-        empty: sample-F1 convention; ``"zero"`` is what the released code (sklearn,
-            ``zero_division=0``) does.
-        no_positive_batch: ``"zero"`` (released code) or ``"skip"``.
-
-    Returns:
-        The same layout as :func:`group_metrics` (without per-label AP).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if empty not in ("one", "zero", "exclude"):
-        raise ValueError(f"empty must be 'one', 'zero' or 'exclude', got {empty!r}")
-    if no_positive_batch not in ("zero", "skip"):
-        raise ValueError(f"no_positive_batch must be 'zero' or 'skip', got {no_positive_batch!r}")
-    scores, truth = _check_logits_labels(logits, labels)
-    scores, truth = scores.cpu(), truth.cpu()
-    masks = _group_masks(privileged, scores.shape[1])
-    # Batch sizes: all batch_size except a shorter last one (a DataLoader without drop_last).
-    weights = torch.bincount(torch.arange(scores.shape[0]) // batch_size).to(torch.float64)
-    per_batch = _batch_group_values(scores, truth, masks, batch_size, empty)
-    out = {}
-    for group in GROUPS:
-        if not masks[group].any():
-            out[group] = {name: math.nan for name in METRICS}
-            continue
-        values = dict(per_batch[group])
-        if no_positive_batch == "zero":
-            values["mAP"] = values["mAP"].nan_to_num(0.0)
-        out[group] = {name: _weighted_mean(values[name], weights) for name in METRICS}
     return out

@@ -4,7 +4,7 @@ Every claim the book makes about our runs comes from :func:`claims`, never from 
 claim of the paper (Tables 1–4 and its text) is turned into a comparison between two sets of runs of
 the store — per-seed test mAP of one group — and tested with Welch's two-sided t-test across seeds.
 The p-values of one *family* (the claims of one table) are adjusted with Holm's method
-(:func:`fairpo.report.tables.holm`), so the chance of any false claim in a family stays at ``level``.
+(:func:`fairpo.report.stats.holm`), so the chance of any false claim in a family stays at ``level``.
 
 Verdicts:
 
@@ -27,13 +27,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
+from fairpo.report.paper import paper_table
+from fairpo.report.stats import LEVEL, holm, welch_test
 from fairpo.run import store
-from fairpo.report.tables import holm, paper_table, welch_test
 
-LEVEL = 0.05
-"""The level of every claim the book makes (after Holm's correction within a family)."""
 VERDICTS = ("reproduced", "not reproduced", "not testable here")
 
 
@@ -43,7 +41,7 @@ class Claim:
 
     ``a`` and ``b`` are (variant, arm) keys of the store (``arm`` is the store's ``ablation`` column);
     ``tables`` names, per data set, the paper's table and the names of the two rows there, so the
-    paper's difference is read from the transcription (:func:`fairpo.report.tables.paper_table`).
+    paper's difference is read from the transcription (:func:`fairpo.report.paper.paper_table`).
     """
 
     family: str
@@ -53,6 +51,7 @@ class Claim:
     group: str  # "privileged" | "non_privileged"
     kind: str = "higher"  # "higher" | "no harm"
     tables: tuple[tuple[str, int, str, str], ...] = ()  # (data set, table number, row a, row b)
+    question: bool = False  # a reader's question beyond the paper: answered yes / no, not "reproduced"
 
 
 CPO, BCE, FOCAL = ("cpo", "none"), ("bce", "none"), ("focal", "none")
@@ -88,6 +87,20 @@ CLAIMS: tuple[Claim, ...] = (
           tables=(("coco", 4, FULL, "w/o BCE Fallback"),)),
 )
 """The paper's claims about its tables, as comparisons of two rows (differences are a − b, in points)."""
+
+BEYOND = "Beyond the paper: does FairPO help?"
+QUESTIONS: tuple[Claim, ...] = (
+    Claim(BEYOND, "FairPO-CPO beats the asymmetric loss on mAP(P)", CPO, ("asl", "none"), P, question=True),
+    Claim(BEYOND, "FairPO-CPO beats the distribution-balanced loss on mAP(P)", CPO, ("dbloss", "none"), P,
+          question=True),
+    Claim(BEYOND, "FairPO-CPO does not lower mAP(P̄) against the asymmetric loss", CPO, ("asl", "none"), N,
+          kind="no harm", question=True),
+    Claim(BEYOND, "starting FairPO-CPO from its reference beats fresh heads on mAP(P)", ("cpo", "from-reference"),
+          CPO, P, question=True),
+)
+"""A reader's questions the paper does not ask — FairPO against the losses practitioners use for rare
+labels, and the start Algorithm 2 suggests — tested the same way, answered *yes* or *no*."""
+ANSWERS = {"reproduced": "yes", "not reproduced": "no", "not testable here": "not testable here"}
 
 
 def paper_difference(claim: Claim, dataset: str) -> float:
@@ -144,19 +157,9 @@ def claims(results_dir: str | os.PathLike, dataset: str = "digits", *, seeds: Se
     for _, index in out.groupby("family", sort=False).groups.items():
         out.loc[index, "p_holm"] = holm(out.loc[index, "p"])
     verdicts = [_verdict(c, d, p, level) for c, d, p in zip(selected, out["ours"], out["p_holm"])]
-    out["verdict"] = [v for v, _ in verdicts]
+    out["verdict"] = [ANSWERS[v] if c.question else v for c, (v, _) in zip(selected, verdicts)]
     out["detail"] = [d for _, d in verdicts]
     return out
-
-
-def trend_test(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and two-sided one-sample t-test p-value of ``values`` against 0 (NaN with < 2 values or
-    no spread)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2 or np.ptp(v) == 0:
-        return (float(v.mean()) if len(v) else math.nan), math.nan
-    return float(v.mean()), float(stats.ttest_1samp(v, 0.0).pvalue)
 
 
 def _fmt(value: float, signed: bool = True, digits: int = 2) -> str:
@@ -186,26 +189,10 @@ def as_display(frame: pd.DataFrame) -> pd.DataFrame:
 def summary_sentence(frame: pd.DataFrame) -> str:
     """``k of n claims reproduced, …`` for a claims frame."""
     counts = frame["verdict"].value_counts()
+    if set(counts.index) <= {"yes", "no", "not testable here"}:
+        parts = [f"{int(counts.get(v, 0))} {v}" for v in ("yes", "no", "not testable here") if counts.get(v, 0)]
+        return f"Of {len(frame)} questions tested at level {LEVEL} (Welch across seeds, Holm across them): " \
+               + ", ".join(parts) + "."
     parts = [f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0)]
     return f"Of {len(frame)} claims tested at level {LEVEL} (Welch across seeds, Holm within each table): " \
            + ", ".join(parts) + "."
-
-
-def detectable_difference(std: float, n: int, level: float = LEVEL, power: float = 0.8) -> float:
-    """The smallest true difference (same unit as ``std``) that Welch's two-sided test at ``level``
-    finds with probability ``power``, with ``n`` seeds a side and seed-to-seed spread ``std`` on both.
-
-    With equal sizes and spreads Welch's test is Student's: t has ``2n − 2`` degrees of freedom and,
-    under a true difference d, a noncentral t distribution with noncentrality ``d / (std·√(2/n))``;
-    the power is the chance that t exceeds the two-sided critical value.
-    """
-    if not (std > 0) or n < 2:
-        return math.nan
-    df, se = 2 * n - 2, std * math.sqrt(2 / n)
-    critical = stats.t.ppf(1 - level / 2, df)
-
-    def shortfall(d: float) -> float:
-        # the lower rejection region adds < 0.003 at the differences that matter; its cdf is NaN far out
-        return stats.nct.sf(critical, df, d / se) - power
-
-    return float(optimize.brentq(shortfall, 1e-9 * se, 20 * se))  # power at 20 standard errors is ~1

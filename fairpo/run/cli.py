@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("--force-reference", action="store_true", help="FairPO: retrain its BCE reference too")
     one.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(one)
+
+    ex = sub.add_parser("example-features", help="write a small long-tailed features data set to a folder, "
+                                                 "to try the grid on data of your own layout")
+    ex.add_argument("folder", help="where train.npz and test.npz go (created if missing)")
+    ex.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -94,6 +99,13 @@ def _config_fields(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "example-features":
+        from fairpo.data.features import write_example
+
+        folder = write_example(args.folder, seed=args.seed)
+        print(f"wrote {folder}/train.npz and {folder}/test.npz (12 labels, 24 features; "
+              f"fairpo reproduce --dataset features --data-root {folder})")
+        return 0
     fields = _config_fields(args)
     if args.command == "reproduce":
         from fairpo.run.grid import run_grid

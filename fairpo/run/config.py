@@ -13,14 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-VARIANTS = ("bce", "focal", "gdro", "dpo", "simpo", "cpo")
-"""Methods of Tables 1–2 — three baselines, then FairPO with each preference loss."""
-
-FAIRPO_VARIANTS = ("dpo", "simpo", "cpo")
-BASELINES = ("bce", "focal", "gdro")
-
-ABLATIONS = ("none", "no-pref", "no-constraint", "no-grpo", "global", "neg-only", "no-fallback")
-"""Ablations of Tables 3–4; they apply to FairPO variants only."""
+from fairpo.method.objective import (ABLATIONS, BASELINES, BEYOND_BASELINES, FAIRPO_VARIANTS,  # noqa: F401
+                                     PAPER_BASELINES, VARIANTS)
 
 DATASETS = ("digits", "coco", "nuswide", "features")
 
@@ -54,7 +48,8 @@ enough that every run of the digits grid stops by patience, not by the budget; e
 
 
 METHOD_FIELDS = ("init", "selection", "beta", "gamma", "lam", "epsilon", "group_step_size", "ema_decay",
-                 "scale_eps", "gdro_step_size", "focal_alpha", "focal_gamma")
+                 "scale_eps", "gdro_step_size", "focal_alpha", "focal_gamma", "asl_gamma_pos", "asl_gamma_neg",
+                 "asl_margin", "db_alpha", "db_beta", "db_mu", "db_lambda", "db_kappa")
 """Fields that only some methods read; a BCE reference is trained with all of them at their defaults."""
 
 
@@ -89,7 +84,7 @@ class RunConfig:
     """
 
     dataset: str = "digits"
-    variant: str = "cpo"  # bce | focal | gdro | dpo | simpo | cpo
+    variant: str = "cpo"  # bce | focal | gdro | asl | dbloss | dpo | simpo | cpo
     ablation: str = "none"  # none | no-pref | no-constraint | no-grpo | global | neg-only | no-fallback
     seed: int = 0
 
@@ -130,6 +125,18 @@ class RunConfig:
     # focal baseline
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+
+    # asymmetric loss (Ridnik et al. 2021), a baseline beyond the paper
+    asl_gamma_pos: float = 1.0  # γ⁺, focusing on positives
+    asl_gamma_neg: float = 4.0  # γ⁻, focusing on negatives
+    asl_margin: float = 0.05  # m, probability shift that discards easy negatives
+
+    # distribution-balanced loss (Wu et al. 2020), a baseline beyond the paper
+    db_alpha: float = 0.1  # α, floor of the re-balancing weight
+    db_beta: float = 10.0  # β, steepness of the weight's smoothing
+    db_mu: float = 0.2  # μ, centre of the weight's smoothing
+    db_lambda: float = 2.0  # λ, scale of negative logits (negative-tolerant regularisation)
+    db_kappa: float = 0.05  # κ, scale of the prior's logit added to every logit
 
     device: str = "auto"
     cpu_threads: int = 1  # PyTorch threads on a CPU; 0 = PyTorch's default (one per core)
@@ -190,6 +197,14 @@ class RunConfig:
         _check_range("gdro_step_size", self.gdro_step_size, 0, 1e3)
         _check_range("focal_alpha", self.focal_alpha, 0, 1)
         _check_range("focal_gamma", self.focal_gamma, 0, 100)
+        _check_range("asl_gamma_pos", self.asl_gamma_pos, 0, 100)
+        _check_range("asl_gamma_neg", self.asl_gamma_neg, 0, 100)
+        _check_range("asl_margin", self.asl_margin, 0, 1, high_open=True)
+        _check_range("db_alpha", self.db_alpha, 0, 100)
+        _check_range("db_beta", self.db_beta, 0, 1e3)
+        _check_range("db_mu", self.db_mu, 0, 1e3)
+        _check_range("db_lambda", self.db_lambda, 0, 1e3, low_open=True)
+        _check_range("db_kappa", self.db_kappa, 0, 10)
         if not isinstance(self.extra, dict):
             raise ValueError(f"extra must be a dict of data-set options, got {type(self.extra).__name__}")
 

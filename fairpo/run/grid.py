@@ -19,17 +19,18 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from fairpo.run import store
-from fairpo.run.config import ABLATIONS, BASELINES, FAIRPO_VARIANTS, RunConfig
+from fairpo.run.config import ABLATIONS, BEYOND_BASELINES, FAIRPO_VARIANTS, PAPER_BASELINES, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 
-TABLE_METHODS = [(v, "none") for v in (*BASELINES, *FAIRPO_VARIANTS)]
+TABLE_METHODS = [(v, "none") for v in (*PAPER_BASELINES, *FAIRPO_VARIANTS)]
 """Rows of Tables 1–2."""
 ABLATION_METHODS = [("cpo", a) for a in ABLATIONS if a != "none"]
 """Rows of Tables 3–4 (besides full FairPO-CPO)."""
-BEYOND_METHODS = [("cpo", "none", "reference")]
-"""Rows beyond the paper — FairPO-CPO started from a copy of its reference (``init="reference"``)."""
+BEYOND_METHODS = [("cpo", "none", "reference"), *((v, "none") for v in BEYOND_BASELINES)]
+"""Rows beyond the paper — FairPO-CPO started from a copy of its reference (``init="reference"``), and the
+baselines practitioners would pick instead (asymmetric and distribution-balanced losses)."""
 
 
 def grid_configs(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), *,
@@ -180,10 +181,11 @@ def ensure_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), resul
                 **kwargs) -> pd.DataFrame:
     """The grid's records, training first whatever is missing (what the results notebooks call).
 
-    Only the embedded ``digits`` set is trained on demand; for COCO or NUS-WIDE the records present
-    are returned as they are, since training those needs a GPU and the user's copy of the data.
+    The embedded ``digits`` set, and a ``features`` set given its ``data_root``, are trained on demand;
+    for COCO or NUS-WIDE the records present are returned as they are, since training those needs a GPU
+    and the user's copy of the data (``fairpo reproduce`` trains them).
     """
-    if dataset != "digits":
+    if dataset != "digits" and not (dataset == "features" and kwargs.get("data_root")):
         records = store.collect_records(results_dir)
         return records[records["dataset"] == dataset].reset_index(drop=True) if not records.empty else records
     return run_grid(dataset, seeds, results_dir, **kwargs)

@@ -1,17 +1,23 @@
-"""Parameters of ``notebooks/train.ipynb``: validate what papermill injected, build the run configuration.
+"""Parameters of the notebooks: validate what papermill injected.
 
 papermill accepts any ``-p name value`` and only warns about names the notebook does not declare, so a
-misspelt ``-p varient cpo`` would silently train the default. :func:`config_from_parameters` turns such
-a name into an error that lists the valid parameters, before any work starts.
+misspelt ``-p varient cpo`` would silently train the default. :func:`config_from_parameters` (the
+training notebook, ``notebooks/train.ipynb``: it also builds the run configuration) and
+:func:`table_parameters` (the results notebooks, ``notebooks/results.ipynb`` and
+``notebooks/ablations.ipynb``) turn such a name into an error that lists the valid parameters, before
+any work starts.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from fairpo.run.config import RunConfig
+import numpy as np
+
+from fairpo.run.config import DATASETS, RunConfig
 
 TRAIN_PARAMETERS = ("dataset", "data_root", "num_labels", "variant", "ablation", "init", "selection", "seed", "epochs",
                     "results_dir", "device", "privileged", "config_json", "force", "force_reference", "quiet")
@@ -66,3 +72,55 @@ def config_from_parameters(namespace: Mapping[str, Any], before: set[str]) -> tu
     config = RunConfig.from_dict({**fields, **more})
     results_dir = Path(p["results_dir"]) if p["results_dir"] else default_results_dir()
     return config, results_dir
+
+
+# ---------------------------------------------------------------- the results notebooks
+
+TABLE_PARAMETERS = ("results_dir", "dataset", "data_root", "seeds", "test", "resamples", "jobs")
+"""Parameters of ``notebooks/results.ipynb`` and ``notebooks/ablations.ipynb``."""
+TABLE_TESTS = ("welch", "bootstrap")
+"""What the ``test`` parameter takes: the significance tests of :data:`fairpo.report.stats.TESTS`."""
+
+
+def parse_seeds(seeds: str | int | Sequence[int]) -> tuple[int, ...]:
+    """``"0,1,2"``, ``"0 1 2"``, ``2`` or ``[0, 1, 2]`` → ``(0, 1, 2)``; non-negative, no duplicates."""
+    if isinstance(seeds, str):
+        parts = [p for p in re.split(r"[,\s]+", seeds.strip()) if p]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise ValueError(f"seeds must be non-negative integers separated by commas, e.g. '0,1,2'; got {seeds!r}")
+        values = [int(p) for p in parts]
+    elif isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        values = [int(seeds)]
+    else:
+        values = [int(s) for s in seeds]
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise ValueError(f"seeds must be distinct non-negative integers, at least one; got {seeds!r}")
+    return tuple(values)
+
+
+def table_parameters(namespace: dict, before: set[str]) -> dict:
+    """Validate the parameters a results notebook gained since ``before`` (papermill only warns about
+    a misspelt name) and return them cleaned: ``results_dir`` (Path), ``dataset``, ``data_root`` (None
+    when empty), ``seeds`` (tuple), ``test``, ``resamples``, ``jobs``, and ``grid``: the keyword arguments
+    :func:`fairpo.run.grid.ensure_grid` needs for this data set."""
+    new = {name for name in set(namespace) - set(before) if not name.startswith("_")}
+    unknown = sorted(new - set(TABLE_PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; this notebook takes: {', '.join(TABLE_PARAMETERS)}")
+    p = {name: namespace[name] for name in TABLE_PARAMETERS}
+    if p["dataset"] not in DATASETS:
+        raise ValueError(f"unknown dataset {p['dataset']!r}; choose one of: {', '.join(DATASETS)}")
+    if p["test"] not in TABLE_TESTS:
+        raise ValueError(f"unknown test {p['test']!r}; choose one of: {', '.join(TABLE_TESTS)}")
+    for name in ("resamples", "jobs"):
+        if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {p[name]!r}")
+    data_root = str(p["data_root"]) if p["data_root"] else None
+    if p["dataset"] == "features" and data_root is None:
+        raise ValueError("dataset 'features' needs data_root: the folder of your train and test files "
+                         "(papermill … -p dataset features -p data_root DIR)")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise ValueError(f"data_root {data_root} is not a folder")
+    grid = dict(jobs=p["jobs"], quiet=True, **({"data_root": data_root} if data_root else {}))
+    return dict(results_dir=Path(p["results_dir"]), dataset=p["dataset"], data_root=data_root,
+                seeds=parse_seeds(p["seeds"]), test=p["test"], resamples=p["resamples"], jobs=p["jobs"], grid=grid)

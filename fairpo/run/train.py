@@ -9,11 +9,13 @@ code does) or from a copy of the reference (``init="reference"``). Early stoppin
 split's mAP (overall, or privileged with ``selection="privileged"``); the test split is evaluated once,
 at the best checkpoint. Every random stream has its own seeded generator (:mod:`fairpo.rng`).
 
-Run folder (``fairpo.run.store.run_dir``): ``record.json``, ``steps.jsonl`` (per-step history),
-``epochs.jsonl`` (per-epoch validation metrics, and the test metrics of each epoch under ``audit.``,
-logged for the reproduction audit and never used to select anything), ``best.safetensors`` (best weights),
-``test_logits.safetensors`` (the test split's logits and labels at the best checkpoint) and, while the
-run is unfinished, ``last.pt`` (everything needed to resume after a crash).
+The run folder's files are named and written by :mod:`fairpo.run.store`: the record, the per-step
+history, the per-epoch history (validation metrics, and the test metrics of each epoch under
+``audit.``, logged for the reproduction audit and never used to select anything), the best weights,
+the test split's logits at the best checkpoint and, while the run is unfinished, the resume file.
+
+A step never reads a value back from the device: its diagnostics stay on the device until the epoch
+ends, where they are read at once and checked for a non-finite loss.
 """
 
 from __future__ import annotations
@@ -30,23 +32,13 @@ from torch import Tensor, nn
 
 from fairpo import rng
 from fairpo.run import store
-from fairpo.data.backbone import (DIGITS_BACKBONE, PAPER_BACKBONE, TrainedTop, digits_backbone, digits_backbone_id,
-                             feature_size, load_vit, split_backbone)
-from fairpo.run.config import RunConfig
+from fairpo.data.backbone import PAPER_BACKBONE, TrainedTop, feature_size, load_vit, split_backbone
+from fairpo.data.digits import DIGITS_BACKBONE, digits_backbone, digits_backbone_id
+from fairpo.method.heads import Network, PerLabelHeads
 from fairpo.method.metrics import dead_heads, group_metrics
 from fairpo.method.objective import Objective
-from fairpo.method.heads import PerLabelHeads
-
-
-class Network(nn.Module):
-    """Cached features → logits: the trained top of the backbone, then the per-label heads."""
-
-    def __init__(self, top: TrainedTop, heads: PerLabelHeads) -> None:
-        super().__init__()
-        self.top, self.heads = top, heads
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.heads(self.top(features))
+from fairpo.run import distributed
+from fairpo.run.config import RunConfig
 
 
 @dataclass
@@ -159,14 +151,17 @@ def _reference(config: RunConfig, results_dir, cache_dir, prepared: Prepared, de
     return ref_record, predict(frozen, prepared.features["train"], device)
 
 
-def _check_finite(diagnostics: dict[str, float], total: Tensor, step: int) -> None:
-    if torch.isfinite(total):
+def _check_finite(columns: dict[str, list[float]], first_step: int) -> None:
+    """Raise at the first non-finite loss of an epoch (read once, at the epoch's end), naming its group."""
+    finite = lambda value: value == value and abs(value) != float("inf")  # noqa: E731
+    bad = next((i for i, value in enumerate(columns.get("loss", [])) if not finite(value)), None)
+    if bad is None:
         return
-    bad = [g for g in ("loss_P", "loss_N") if not torch.isfinite(torch.tensor(diagnostics.get(g, 0.0)))]
-    groups = " and ".join({"loss_P": "privileged", "loss_N": "non-privileged"}[g] for g in bad) or "total"
+    names = {"loss_P": "privileged", "loss_N": "non-privileged"}
+    groups = " and ".join(name for key, name in names.items() if key in columns and not finite(columns[key][bad]))
     raise FloatingPointError(
-        f"non-finite loss at step {step} (group: {groups}); the run stopped and its last good epoch "
-        f"checkpoint (last.pt) is kept: lower lr, check the data, then run again to resume")
+        f"non-finite loss at step {first_step + bad} (group: {groups or 'total'}); the run stopped and its last "
+        f"good epoch checkpoint ({store.RESUME_FILE}) is kept: lower lr, check the data, then run again to resume")
 
 
 def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cache_dir=None, force: bool = False,
@@ -192,185 +187,185 @@ def train(config: RunConfig, results_dir: str | os.PathLike = "results", *, cach
     if config.cpu_threads and resolve_device(config.device).type == "cpu":
         torch.set_num_threads(config.cpu_threads)
     try:
-        return _train(config, folder, results_dir, cache_dir, force, force_reference, quiet, stop_after_epoch)
+        return _Run(config, folder, results_dir, cache_dir, force_reference, quiet).train(force, stop_after_epoch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: RunConfig, folder: Path, results_dir, cache_dir, force, force_reference, quiet,
-           stop_after_epoch) -> dict:
-    from tqdm.auto import tqdm
+class _Run:
+    """One run in progress: its data and network, optimizer, objective, generators and state."""
 
-    rank, world = _distributed(config)
-    writer = rank == 0  # under torchrun only rank 0 writes the run folder
-    cache_dir = Path(cache_dir) if cache_dir is not None else Path(results_dir) / ".cache"
-    device = resolve_device(config.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    started = time.perf_counter()
-    if rank > 0:  # rank 0 builds the backbone and feature caches; the others wait, then read them
-        _barrier(world)
-    prepared = prepare(config, cache_dir, device)
-    if rank == 0:
-        _barrier(world)
-    data, net = prepared.data, prepared.network
-    ref_record, ref_train = (_reference(config, results_dir, cache_dir, prepared, device, quiet, force_reference)
-                             if config.needs_reference else (None, None))
-    if ref_train is not None:  # the reference's own copy stays frozen; the run trains `net`
-        ref_train = ref_train.to(device)
+    def __init__(self, config: RunConfig, folder: Path, results_dir, cache_dir, force_reference: bool,
+                 quiet: bool) -> None:
+        self.config, self.folder, self.results_dir, self.quiet = config, folder, results_dir, quiet
+        self.rank, self.world = distributed.join(resolve_device(config.device).type)
+        self.writer = self.rank == 0  # under torchrun only rank 0 writes the run folder
+        cache_dir = Path(cache_dir) if cache_dir is not None else Path(results_dir) / ".cache"
+        device = resolve_device(config.device)
+        if device.type == "cuda" and self.world > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        self.device = device
+        self.started = time.perf_counter()
+        if self.rank > 0:  # rank 0 builds the backbone and feature caches; the others wait, then read them
+            distributed.barrier(self.world)
+        self.prepared = prepare(config, cache_dir, device)
+        if self.rank == 0:
+            distributed.barrier(self.world)
+        self.data, self.net = self.prepared.data, self.prepared.network
+        self.ref_record, self.ref_train = (
+            _reference(config, results_dir, cache_dir, self.prepared, device, quiet, force_reference)
+            if config.needs_reference else (None, None))
+        if self.ref_train is not None:  # the reference's own copy stays frozen; the run trains `net`
+            self.ref_train = self.ref_train.to(device)
+        self.objective = Objective(config, self.data.privileged, len(self.data.label_names), device=device,
+                                   reduce=distributed.mean_over_ranks if self.world > 1 else None,
+                                   train_labels=self.prepared.labels["train"])
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        # fused: one kernel for all parameters instead of a loop over them (a fifth of a digits step on a CPU)
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        self.draws = rng.generator(*stream(config, "draws", self.rank))
+        self.state = dict(epoch=0, best=-float("inf"), best_epoch=-1, bad_epochs=0, steps=[], epochs=[])
 
-    objective = Objective(config, data.privileged, len(data.label_names), reduce=_mean_over_ranks if world > 1 else None)
-    params = [p for p in net.parameters() if p.requires_grad]
-    # fused: one kernel for all parameters instead of a loop over them (a fifth of a digits step on a CPU)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    draws = rng.generator(*stream(config, "draws", rank))
-    state = dict(epoch=0, best=-float("inf"), best_epoch=-1, bad_epochs=0, steps=[], epochs=[])
-    folder.mkdir(parents=True, exist_ok=True)
-    if force and writer:  # whatever the folder held — a finished run, a damaged one, a checkpoint — goes
-        for name in (store.RECORD_FILE, "last.pt"):
-            (folder / name).unlink(missing_ok=True)
-    _barrier(world)
-    if (folder / "last.pt").exists():  # resume a run that was stopped
-        saved = torch.load(folder / "last.pt", weights_only=True)  # tensors and plain containers: no pickle
-        net.load_state_dict(saved["network"])
-        optimizer.load_state_dict(saved["optimizer"])
-        objective.load_state_dict(saved["objective"])
-        draws.set_state(saved["draws"][rank] if isinstance(saved["draws"], list) else saved["draws"])
-        state = saved["state"]
-    model = net
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    def train(self, force: bool, stop_after_epoch: int | None) -> dict:
+        from tqdm.auto import tqdm
 
-        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    cuda = device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+        self._resume(force)
+        config, state = self.config, self.state
+        self.model = self.net
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    x_train, y_train = prepared.features["train"], prepared.labels["train"]
-    n = len(y_train)
-    bar = tqdm(range(state["epoch"], config.epochs), desc=config.run_name, disable=quiet or not writer, leave=False)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(n, generator=rng.generator(*stream(config, "order", epoch)))
+            self.model = DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        bar = tqdm(range(state["epoch"], config.epochs), desc=config.run_name, disable=self.quiet or not self.writer,
+                   leave=False)
+        for epoch in bar:
+            self._train_epoch(epoch)
+            score = self._validate(epoch)
+            bar.set_postfix(val_mAP=f"{score:.4f}", best=state["best_epoch"])
+            stop = state["bad_epochs"] >= config.patience
+            state["stopped"] = "patience" if stop else "budget"
+            if stop:
+                state["epoch"] = config.epochs
+            self._save_resume_point()
+            if stop_after_epoch is not None and epoch == stop_after_epoch:
+                raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
+            if stop:
+                break
+        bar.close()
+        return self._finish()
+
+    def _resume(self, force: bool) -> None:
+        """Clear the folder under ``force``; otherwise pick up an interrupted run where it stopped."""
+        folder = self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if force and self.writer:  # whatever the folder held — a finished run, a damaged one, a checkpoint — goes
+            for name in (store.RECORD_FILE, store.RESUME_FILE):
+                (folder / name).unlink(missing_ok=True)
+        distributed.barrier(self.world)
+        if (folder / store.RESUME_FILE).exists():
+            saved = torch.load(folder / store.RESUME_FILE, weights_only=True)  # tensors and plain containers: no pickle
+            self.net.load_state_dict(saved["network"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.objective.load_state_dict(saved["objective"])
+            draws = saved["draws"]
+            self.draws.set_state(draws[self.rank] if isinstance(draws, list) else draws)
+            self.state = saved["state"]
+
+    def _train_epoch(self, epoch: int) -> None:
+        """One pass over the training split in this epoch's order; the step history is read back once."""
+        config, device = self.config, self.device
+        x_train, y_train = self.prepared.features["train"], self.prepared.labels["train"]
+        cuda = device.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        self.model.train()
+        order = torch.randperm(len(y_train), generator=rng.generator(*stream(config, "order", epoch)))
+        steps = []
         for batch in order.split(config.batch_size):
-            idx = batch[rank::world]  # every rank takes its share of the same global batch
+            idx = batch[self.rank::self.world]  # every rank takes its share of the same global batch
             x, y = x_train[idx], y_train[idx]
             if cuda:
                 x, y = x.pin_memory(), y.pin_memory()
             x = x.to(device, torch.float32, non_blocking=True)
             y = y.to(device, non_blocking=True)
-            ref = ref_train[idx.to(device)] if ref_train is not None else None
-            with autocast():
-                logits = model(x)
-            total, diag = objective.step(logits.float(), y, ref, draws)  # losses in float32
-            _check_finite(diag, total, len(state["steps"]))
-            optimizer.zero_grad(set_to_none=True)
+            ref = self.ref_train[idx.to(device)] if self.ref_train is not None else None
+            with autocast:
+                logits = self.model(x)
+            total, diag = self.objective.step(logits.float(), y, ref, self.draws)  # losses in float32
+            self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            state["steps"].append(dict(step=len(state["steps"]), epoch=epoch, loss=float(total.detach()),
-                                       grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"], **diag))
-        val = group_metrics(predict(net, prepared.features["val"], device), prepared.labels["val"],
-                            data.privileged)
-        score = val[config.selection]["mAP"]
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+            self.optimizer.step()
+            steps.append(dict(loss=total.detach(), grad_norm=grad_norm, **diag))
+        first = len(self.state["steps"])
+        lr = self.optimizer.param_groups[0]["lr"]
+        columns = {key: torch.stack([step[key] for step in steps]).tolist() for key in steps[0]} if steps else {}
+        _check_finite(columns, first)
+        for i in range(len(steps)):
+            row = {key: values[i] for key, values in columns.items()}
+            self.state["steps"].append(dict(step=first + i, epoch=epoch, loss=row.pop("loss"),
+                                            grad_norm=row.pop("grad_norm"), lr=lr, **row))
+
+    def _validate(self, epoch: int) -> float:
+        """Score the epoch on the validation split, keep the best weights, log the audit's test metrics."""
+        state, prepared, privileged = self.state, self.prepared, self.data.privileged
+        val = group_metrics(predict(self.net, prepared.features["val"], self.device), prepared.labels["val"], privileged)
+        score = val[self.config.selection]["mAP"]
         # test metrics of every epoch are logged for the audit (what selecting the checkpoint on the test
         # split, as the released code does, would report); they never take part in selection
-        audit = group_metrics(predict(net, prepared.features["test"], device), prepared.labels["test"],
-                              data.privileged)
+        audit = group_metrics(predict(self.net, prepared.features["test"], self.device), prepared.labels["test"],
+                              privileged)
         state["epochs"].append(dict(epoch=epoch, **{f"val.{g}.{m}": v for g, d in val.items() for m, v in d.items()},
                                     **{f"audit.test.{g}.{m}": v for g, d in audit.items() for m, v in d.items()}))
         if score > state["best"]:
             state.update(best=score, best_epoch=epoch, bad_epochs=0)
-            if writer:
-                store.save_checkpoint(folder / "best.safetensors", net.state_dict())
+            if self.writer:
+                store.save_checkpoint(self.folder / store.CHECKPOINT_FILE, self.net.state_dict())
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        bar.set_postfix(val_mAP=f"{score:.4f}", best=state["best_epoch"])
-        stop = state["bad_epochs"] >= config.patience
-        state["stopped"] = "patience" if stop else "budget"
-        if stop:
-            state["epoch"] = config.epochs
-        all_draws = _gather_states(draws.get_state(), world)
-        if writer:
-            store.atomic_write(folder / "last.pt", lambda f: torch.save(
-                dict(network=net.state_dict(), optimizer=optimizer.state_dict(), objective=objective.state_dict(),
-                     draws=all_draws if world > 1 else all_draws[0], state=state), f))
-        _barrier(world)
-        if stop_after_epoch is not None and epoch == stop_after_epoch:
-            raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
-        if stop:
-            break
-    bar.close()
+        return score
 
-    tensors, _ = store.load_checkpoint(folder / "best.safetensors")
-    net.load_state_dict(tensors)
-    test_logits = predict(net, prepared.features["test"], device)
-    test = group_metrics(test_logits, prepared.labels["test"], data.privileged, per_label=True)
-    val_best = group_metrics(predict(net, prepared.features["val"], device), prepared.labels["val"],
-                             data.privileged)
-    record = dict(
-        status=store.FINISHED, run_name=config.run_name, run_dir=folder.relative_to(results_dir).as_posix(),
-        config=config.to_dict(), identity=config.identity(),
-        data=data.describe(), backbone=prepared.backbone, environment=dict(store.environment_info(), world_size=world),
-        reference=ref_record["run_dir"] if ref_record else None, best_epoch=state["best_epoch"],
-        epochs_run=len(state["epochs"]), steps_run=len(state["steps"]), stopped=state["stopped"],
-        dead_heads=dead_heads(test_logits),
-        selection_metric=f"val.{config.selection}.mAP",
-        validation=val_best, test=test,
-        timings=dict(seconds=time.perf_counter() - started, device=str(device)),
-    )
-    if rank > 0:  # each rank's own step history (α must agree across ranks), nothing else
-        store.save_history(folder / f"steps.rank{rank}.jsonl", state["steps"])
-        _barrier(world)
+    def _save_resume_point(self) -> None:
+        all_draws = distributed.gather_states(self.draws.get_state(), self.world)
+        if self.writer:
+            saved = dict(network=self.net.state_dict(), optimizer=self.optimizer.state_dict(),
+                         objective=self.objective.state_dict(),
+                         draws=all_draws if self.world > 1 else all_draws[0], state=self.state)
+            store.atomic_write(self.folder / store.RESUME_FILE, lambda f: torch.save(saved, f))
+        distributed.barrier(self.world)
+
+    def _finish(self) -> dict:
+        """Evaluate the best checkpoint, write the run's files and its record (last), return the record."""
+        config, folder, prepared, state, device = self.config, self.folder, self.prepared, self.state, self.device
+        tensors, _ = store.load_checkpoint(folder / store.CHECKPOINT_FILE)
+        self.net.load_state_dict(tensors)
+        test_logits = predict(self.net, prepared.features["test"], device)
+        test = group_metrics(test_logits, prepared.labels["test"], self.data.privileged, per_label=True)
+        val_best = group_metrics(predict(self.net, prepared.features["val"], device), prepared.labels["val"],
+                                 self.data.privileged)
+        record = dict(
+            status=store.FINISHED, run_name=config.run_name, run_dir=folder.relative_to(self.results_dir).as_posix(),
+            config=config.to_dict(), identity=config.identity(),
+            data=self.data.describe(), backbone=prepared.backbone,
+            environment=dict(store.environment_info(), world_size=self.world),
+            reference=self.ref_record["run_dir"] if self.ref_record else None, best_epoch=state["best_epoch"],
+            epochs_run=len(state["epochs"]), steps_run=len(state["steps"]), stopped=state["stopped"],
+            dead_heads=dead_heads(test_logits),
+            selection_metric=f"val.{config.selection}.mAP",
+            validation=val_best, test=test,
+            timings=dict(seconds=time.perf_counter() - self.started, device=str(device)),
+        )
+        if self.rank > 0:  # each rank's own step history (α must agree across ranks), nothing else
+            store.save_history(folder / store.rank_step_history(self.rank), state["steps"])
+            distributed.barrier(self.world)
+            return record
+        # per-image predictions, for paired tests between methods on the same test images
+        store.save_checkpoint(folder / store.TEST_LOGITS_FILE,
+                              {"logits": test_logits, "labels": prepared.labels["test"]})
+        store.save_history(folder / store.STEP_HISTORY_FILE, state["steps"])
+        store.save_history(folder / store.EPOCH_HISTORY_FILE, state["epochs"])
+        store.write_record(folder, record)
+        (folder / store.RESUME_FILE).unlink(missing_ok=True)
+        distributed.barrier(self.world)
         return record
-    # per-image predictions, for paired tests between methods on the same test images
-    store.save_checkpoint(folder / "test_logits.safetensors", {"logits": test_logits, "labels": prepared.labels["test"]})
-    store.save_history(folder / "steps.jsonl", state["steps"])
-    store.save_history(folder / "epochs.jsonl", state["epochs"])
-    store.write_record(folder, record)
-    (folder / "last.pt").unlink(missing_ok=True)
-    _barrier(world)
-    return record
-
-
-# --------------------------------------------------------------------------- data parallelism
-
-
-def _distributed(config: RunConfig) -> tuple[int, int]:
-    """(rank, world size); joins the process group that ``torchrun`` describes in the environment."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if resolve_device(config.device).type == "cuda" else "gloo"
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _mean_over_ranks(losses: Tensor) -> Tensor:
-    """Group losses averaged over ranks, so every rank moves α identically."""
-    import torch.distributed as dist
-
-    losses = losses.detach().clone()
-    dist.all_reduce(losses)
-    return losses / dist.get_world_size()
-
-
-def _gather_states(state: Tensor, world: int) -> list[Tensor]:
-    """Every rank's counterpart-generator state, so a resumed data-parallel run redraws the same pairs."""
-    if world == 1:
-        return [state]
-    import torch.distributed as dist
-
-    states = [None] * world
-    dist.all_gather_object(states, state)
-    return states

@@ -22,7 +22,7 @@ import numpy as np
 
 GOLDEN = Path(__file__).with_name("trajectory.json")
 COLUMNS = ("loss", "loss_P", "loss_N", "alpha_P", "alpha_N", "fallback_rate")
-RUNS = (dict(variant="bce"), dict(variant="focal"), dict(variant="gdro"),
+RUNS = (dict(variant="bce"), dict(variant="focal"), dict(variant="gdro"), dict(variant="asl"), dict(variant="dbloss"),
         dict(variant="dpo"), dict(variant="simpo"), dict(variant="cpo"),
         *(dict(variant="cpo", ablation=a) for a in ("no-pref", "no-constraint", "no-grpo", "global",
                                                      "neg-only", "no-fallback")),
