@@ -451,3 +451,15 @@ def test_only_a_build_that_passes_is_published(tmp_path, monkeypatch, codes, pub
         book.build(fill_store=False, quiet=True)
     assert (site / "index.html").read_text() == published
     assert sorted(p.name for p in (tmp_path / "_build").iterdir() if p.name.startswith("html")) == ["html"]
+
+
+def test_each_script_appears_once_per_page_whatever_its_empty_file_name():
+    from sphinx.builders.html._assets import _JavaScript
+
+    from fairpo.report.sphinx_fixes import unique_scripts
+
+    body = 'const THEBE_JS_URL = "x"'
+    scripts = [_JavaScript("_static/a.js"), _JavaScript(None, body=body), _JavaScript("", body=body),
+               _JavaScript("_static/a.js", defer="defer"), _JavaScript("_static/a.js")]
+    kept = unique_scripts(scripts)
+    assert kept == [scripts[0], scripts[1], scripts[3]]

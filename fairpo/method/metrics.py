@@ -1,4 +1,4 @@
-"""Evaluation metrics per label group: mAP, sample F1 and accuracy.
+"""Evaluation metrics per label group: mAP, sample F1, accuracy and macro F1.
 
 Everything here works on a whole evaluation split at once (the standard), from logits:
 

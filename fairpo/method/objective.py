@@ -57,7 +57,7 @@ BEYOND_BASELINES = ("asl", "dbloss")
 BASELINES = (*PAPER_BASELINES, *BEYOND_BASELINES)
 FAIRPO_VARIANTS = tuple(losses.PREFERENCE_LOSSES)
 VARIANTS = (*BASELINES, *FAIRPO_VARIANTS)
-"""Every method: the baselines, then FairPO with each preference loss."""
+"""The list of every method — the baselines, then FairPO with each preference loss."""
 
 ABLATIONS = ("none", "no-pref", "no-constraint", "no-grpo", "global", "neg-only", "no-fallback")
 """Ablations of Tables 3–4; they apply to FairPO variants only."""

@@ -2,7 +2,8 @@
 every script once.
 
 sphinx-thebe adds its inline configuration script (``const THEBE_JS_URL = …``) both to Sphinx's registry
-and to the running HTML builder, and the builder's page context then holds it twice: the second copy is a
+and to the running HTML builder, once with the file name ``None`` and once with ``""``, so Sphinx's own
+duplicate check misses it and every page holds it twice: the second copy is a
 JavaScript error (``Identifier 'THEBE_JS_URL' has already been declared``) on every page, which the
 browser check (``tools/browser_check.py``) rightly fails on. Dropping exact duplicates (same file or same
 inline body, same attributes) changes nothing else.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 def _key(script) -> tuple:
     attributes = getattr(script, "attributes", {}) or {}
-    return (str(getattr(script, "filename", script)), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+    # an inline script's file name is None or "" depending on the path that added it: the same script
+    filename = getattr(script, "filename", script) or ""
+    return (str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items())))
 
 
 def unique_scripts(scripts: list) -> list:
@@ -29,7 +32,7 @@ def unique_scripts(scripts: list) -> list:
 
 def _dedupe(app, pagename, templatename, context, doctree) -> None:
     if "script_files" in context:
-        context["script_files"] = unique_scripts(context["script_files"])
+        context["script_files"][:] = unique_scripts(context["script_files"])
 
 
 def setup(app):
