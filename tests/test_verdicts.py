@@ -86,3 +86,11 @@ def test_questions_beyond_the_paper_are_answered_yes_or_no_without_a_paper_diffe
     assert verdicts.summary_sentence(frame).startswith("Of 2 questions") and "2 yes" in verdicts.summary_sentence(frame)
     worse = _records({("asl", "none"): cpo, ("cpo", "none"): asl})
     assert verdicts.claims("unused", "toy", records=worse, selected=questions[:1])["verdict"].tolist() == ["no"]
+
+
+def test_a_summary_says_claims_or_questions_by_family_even_when_nothing_is_testable():
+    empty = pd.DataFrame(columns=["dataset", "variant", "ablation", "seed"])
+    claims = verdicts.claims("unused", "toy", records=empty)
+    questions = verdicts.claims("unused", "toy", records=empty, selected=verdicts.QUESTIONS)
+    assert verdicts.summary_sentence(claims).startswith(f"Of {len(verdicts.CLAIMS)} claims")
+    assert verdicts.summary_sentence(questions).startswith(f"Of {len(verdicts.QUESTIONS)} questions")

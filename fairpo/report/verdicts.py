@@ -189,7 +189,7 @@ def as_display(frame: pd.DataFrame) -> pd.DataFrame:
 def summary_sentence(frame: pd.DataFrame) -> str:
     """``k of n claims reproduced, …`` for a claims frame."""
     counts = frame["verdict"].value_counts()
-    if set(counts.index) <= {"yes", "no", "not testable here"}:
+    if len(frame) and (frame["family"] == BEYOND).all():
         parts = [f"{int(counts.get(v, 0))} {v}" for v in ("yes", "no", "not testable here") if counts.get(v, 0)]
         return f"Of {len(frame)} questions tested at level {LEVEL} (Welch across seeds, Holm across them): " \
                + ", ".join(parts) + "."

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -153,12 +154,12 @@ def _reference(config: RunConfig, results_dir, cache_dir, prepared: Prepared, de
 
 def _check_finite(columns: dict[str, list[float]], first_step: int) -> None:
     """Raise at the first non-finite loss of an epoch (read once, at the epoch's end), naming its group."""
-    finite = lambda value: value == value and abs(value) != float("inf")  # noqa: E731
-    bad = next((i for i, value in enumerate(columns.get("loss", [])) if not finite(value)), None)
+    bad = next((i for i, value in enumerate(columns.get("loss", [])) if not math.isfinite(value)), None)
     if bad is None:
         return
     names = {"loss_P": "privileged", "loss_N": "non-privileged"}
-    groups = " and ".join(name for key, name in names.items() if key in columns and not finite(columns[key][bad]))
+    groups = " and ".join(name for key, name in names.items()
+                          if key in columns and not math.isfinite(columns[key][bad]))
     raise FloatingPointError(
         f"non-finite loss at step {first_step + bad} (group: {groups or 'total'}); the run stopped and its last "
         f"good epoch checkpoint ({store.RESUME_FILE}) is kept: lower lr, check the data, then run again to resume")
