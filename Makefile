@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export TQDM_DISABLE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test book bench clean
+.PHONY: install browser test book bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The results notebooks read the digits grid from results/; filling it first with two jobs is faster than
-# letting the first notebook train its 36 runs one by one (they would call the same ensure_grid).
-test: install
+# letting the first notebook train its 45 runs one by one (they would call the same ensure_grid).
+test: install browser
 	$(VENV)/bin/fairpo reproduce --dataset digits --via python --jobs 2 --results-dir results
-	$(VENV)/bin/pytest --nbval --nbval-cell-timeout=1800 tests notebooks
+	$(VENV)/bin/pytest -n 2 --dist loadfile --nbval --nbval-cell-timeout=1800 tests notebooks
 
 bench: install
 	$(PY) benchmarks/bench_core.py
@@ -38,14 +38,17 @@ bench: install
 # without it the browser check stops the target (exit 3) instead of passing silently, unless
 # BROWSER_CHECK=--allow-missing-browser, which skips it with a loud message.
 BROWSER_CHECK ?=
-book: install
+book: install browser
+	$(PY) -m fairpo.report.book --jobs 2
+	$(PY) tools/browser_check.py _build/html $(BROWSER_CHECK)
+
+# Debian's chromium and chromium-driver, for the browser check (make book) and its test (make test)
+browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
 	  || apt-get install -y -q chromium chromium-driver \
 	  || (apt-get update -q && apt-get install -y -q chromium chromium-driver) \
 	  || sudo apt-get install -y -q chromium chromium-driver \
-	  || echo "make book: could not install chromium/chromium-driver; tools/browser_check.py will fail (exit 3)" >&2
-	$(PY) -m fairpo.report.book --jobs 2
-	$(PY) tools/browser_check.py _build/html $(BROWSER_CHECK)
+	  || echo "make: could not install chromium/chromium-driver; the browser check will fail (exit 3)" >&2
 
 clean:
 	rm -rf _build results .pytest_cache

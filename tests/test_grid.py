@@ -3,7 +3,7 @@
 import pytest
 
 from fairpo.run import store
-from fairpo.run.grid import grid_configs, run_grid
+from fairpo.run.grid import grid_configs, run_grid, with_missing_references
 
 METHODS = [("bce", "none"), ("cpo", "none"), ("cpo", "none", "reference")]
 TINY = dict(epochs=2, extra=dict(num_train=300, num_test=200))
@@ -13,6 +13,18 @@ def test_grid_configs_put_references_first_and_carry_the_start():
     configs = grid_configs("digits", (0, 1), methods=METHODS, **TINY)
     assert [c.variant for c in configs[:2]] == ["bce", "bce"]
     assert sorted(c.run_name for c in configs[2:]) == ["cpo", "cpo", "cpo+from-reference", "cpo+from-reference"]
+
+
+def test_a_fairpo_run_without_its_reference_in_the_grid_gets_it_trained_first_once(tmp_path):
+    cpo = grid_configs("digits", (0, 1), methods=[("cpo", "none"), ("dpo", "none"), ("focal", "none")], **TINY)
+    planned = with_missing_references(cpo, tmp_path)
+    assert planned[:2] == [c.reference() for c in cpo if c.variant == "cpo"]  # one per seed, not one per run
+    assert planned[2:] == cpo and all(c.variant == "bce" and c.seed in (0, 1) for c in planned[:2])
+    assert with_missing_references(planned, tmp_path) == planned  # a pending reference is not added twice
+    done = store.run_dir_of(tmp_path, planned[0])
+    done.mkdir(parents=True)
+    (done / store.RECORD_FILE).write_text("{}")  # a finished reference in the store is not retrained
+    assert with_missing_references(cpo, tmp_path) == [planned[1], *cpo]
 
 
 @pytest.mark.slow

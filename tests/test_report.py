@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from fairpo.report import data_summary, histories, plots  # noqa: E402
+from fairpo.report import data_summary, histories, plots, run_plots  # noqa: E402
 from fairpo.run import store  # noqa: E402
 
 P_RGBA, N_RGBA = to_rgba(plots.PRIVILEGED_COLOR), to_rgba(plots.NON_PRIVILEGED_COLOR)
@@ -360,6 +360,33 @@ def test_plot_alpha_draws_mean_lines_and_bands(fake_store):
     assert "α" in fig.axes[0].get_ylabel()
 
 
+def test_figures_read_at_body_text_size_in_the_book_and_wrap_beyond_three_panels(fake_store):
+    # the book shows a figure at its text width, about 800 px: a font of s points in a figure W inches wide
+    # appears at s * 800 / (72 W) px on screen; matplotlib's defaults in a 3-panel figure gave under 9 px
+    steps = histories.load_histories(fake_store, "toy", ["dpo", "cpo"])
+    four = pd.concat([steps.assign(variant=v) for v in ("dpo", "cpo", "simpo", "other")], ignore_index=True)
+    fig = plots.plot_alpha(four, window=3)
+    assert len(fig.axes) == 4 and fig.get_size_inches()[0] == plots.FIGURE_WIDTH
+    rows = sorted({round(ax.get_position().y0, 3) for ax in fig.axes})
+    assert len(rows) == 2  # three panels a row at most, the fourth below
+    texts = [t for ax in fig.axes for t in (ax.xaxis.label, ax.yaxis.label, ax.title, *ax.get_xticklabels())
+             if t.get_text()]
+    smallest = min(t.get_fontsize() for t in texts)
+    assert smallest * 800 / (72 * fig.get_size_inches()[0]) >= 11
+
+
+def test_plot_run_history_shows_one_run_and_says_which_panels_it_does_not_log():
+    rows = pd.DataFrame(step_rows(0, 30))
+    fig = run_plots.plot_run_history(rows, "cpo", window=5)
+    alpha, loss, fallback, size = fig.axes
+    solid, dashed = alpha.lines
+    assert same_color(solid.get_color(), plots.PRIVILEGED_COLOR) and dashed.get_linestyle() == "--"
+    np.testing.assert_allclose(solid.get_data()[1], rows["alpha_P"].rolling(5, min_periods=1).mean())
+    assert fallback.get_ylabel() == "fallback rate" and len(size.lines) == 1
+    baseline = run_plots.plot_run_history(rows[["step", "epoch", "loss"]], "bce")
+    assert all(not ax.lines and "not used by bce" in ax.texts[0].get_text() for ax in baseline.axes)
+
+
 def test_plot_alpha_into_given_axes_and_wrong_count(fake_store):
     steps = histories.load_histories(fake_store, "toy", ["dpo", "cpo", "bce"], seeds=[0])
     fig, axes = plt.subplots(2, 2)
@@ -437,3 +464,33 @@ def test_plot_group_weights_keeps_its_behaviour():
     assert [line.get_ydata().tolist() for line in ax.lines] == [[0.5, 0.6, 0.7], [0.5, 0.4, 0.3]]
     assert same_color(ax.lines[0].get_color(), plots.PRIVILEGED_COLOR)
     assert [line.get_linestyle() for line in twin.lines] == ["--", "--"]
+
+
+def test_plot_methods_shows_every_seed_and_the_t_interval_of_each_row():
+    from scipy import stats
+
+    rows = []
+    for variant, base in (("bce", 0.50), ("cpo", 0.60), ("dpo", 0.55)):
+        for seed, wiggle in enumerate((-0.02, 0.0, 0.05)):
+            rows.append(dict(variant=variant, ablation="none", seed=seed, **{
+                "test.privileged.mAP": base + wiggle, "test.non_privileged.mAP": 0.8 - wiggle}))
+    records = pd.DataFrame(rows)
+    fig = run_plots.plot_methods(records, "main")
+    privileged, others = fig.axes
+    labels = [t.get_text() for t in privileged.get_yticklabels()]
+    assert labels[0] == "BCE-SFT" and labels[-1] == "FairPO-CPO"
+    cpo_row = labels.index("FairPO-CPO")
+    seeds = [c for c in privileged.collections if len(c.get_offsets()) == 3 and
+             np.allclose(c.get_offsets()[:, 1], cpo_row + 0.18)]
+    np.testing.assert_allclose(sorted(seeds[0].get_offsets()[:, 0]), [58, 60, 65])
+    values = np.array([58.0, 60.0, 65.0])
+    half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+    bars = [c for c in privileged.collections if c.__class__.__name__ == "LineCollection"]
+    spans = [seg for bar in bars for seg in bar.get_segments() if np.isclose(seg[0][1], cpo_row)]
+    np.testing.assert_allclose(spans[0][:, 0], [values.mean() - half, values.mean() + half])
+    assert np.isclose(privileged.lines[-1].get_xdata()[0], 100 * np.mean([0.48, 0.50, 0.55]))  # BCE's mean
+    assert "non-privileged" in others.get_xlabel() and "(%)" in others.get_xlabel()
+    assert 0 <= privileged.get_xlim()[0] and privileged.get_xlim()[1] <= 100  # percent: the interval is cut
+    missing = labels.index("Focal Loss")  # no runs: nothing drawn on its row
+    assert not any(np.isclose(c.get_offsets()[:, 1], missing).any() for c in privileged.collections
+                   if len(c.get_offsets()))

@@ -263,3 +263,15 @@ def test_changed_feature_files_are_refused_and_force_retrains_on_the_new_ones(tm
     _write_features(other, seed=2)
     with pytest.raises(store.StaleRunError, match="data_root: stored"):
         run(config.replace(data_root=str(other)), tmp_path / "store", cache_dir)
+
+
+def test_on_a_gpu_the_splits_that_fit_in_half_its_free_memory_move_there_training_split_first(monkeypatch):
+    # the "meta" device stands in for the GPU: a tensor moved there shows it, and nothing is allocated
+    split = {name: torch.zeros(n, 250) for name, n in (("train", 400), ("val", 100), ("test", 300))}  # 1000 B a row
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1_000_000, 2_000_000))
+    moved = T.on_device_if_it_fits(split, torch.device("meta"))  # budget 500,000 B
+    assert [moved[k].device.type for k in ("train", "val", "test")] == ["meta", "meta", "cpu"]
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (700_000, 2_000_000))
+    moved = T.on_device_if_it_fits(split, torch.device("meta"))  # 350,000 B: train does not fit, val does
+    assert [moved[k].device.type for k in ("train", "val", "test")] == ["cpu", "meta", "cpu"]
+    assert moved["train"] is split["train"]

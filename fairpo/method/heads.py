@@ -118,4 +118,7 @@ class Network(nn.Module):
         self.top, self.heads = top, heads
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.heads(self.top(features))
+        with torch.profiler.record_function("fairpo.forward.top"):  # named for benchmarks/bench_train.py --profile
+            hidden = self.top(features)
+        with torch.profiler.record_function("fairpo.forward.heads"):
+            return self.heads(hidden)

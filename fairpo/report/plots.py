@@ -40,6 +40,13 @@ VARIANT_COLORS = {  # Okabe–Ito, none of them vermillion or blue (those mean P
 GROUP_COLUMNS = {"alpha": ("alpha_P", "alpha_N"), "loss": ("loss_P", "loss_N")}
 
 
+def method_title(variant: str) -> str:
+    """A method's name as the paper writes it: ``BCE``, ``Focal``, ``GDRO``, ``FairPO-DPO``, ``FairPO-SimPO``…"""
+    names = {"bce": "BCE", "focal": "Focal", "gdro": "GDRO", "dpo": "FairPO-DPO", "simpo": "FairPO-SimPO",
+             "cpo": "FairPO-CPO"}
+    return names.get(variant, variant)
+
+
 def group_color(is_privileged: bool) -> str:
     return PRIVILEGED_COLOR if is_privileged else NON_PRIVILEGED_COLOR
 
@@ -54,12 +61,41 @@ def _variant_color(variant: str, index: int) -> str:
     return VARIANT_COLORS.get(str(variant).partition("+")[0], spare[index % len(spare)])
 
 
-def _panels(ax, n: int, *, width: float = 4.2, height: float = 3.2, sharey: bool = True) -> tuple:
-    """(figure, list of n Axes): new ones side by side when ``ax`` is None, else the given ones."""
+FIGURE_WIDTH = 10.0
+"""Width in inches of a full-width figure. The book shows figures at its text width (about 800 px), so
+with :data:`THEME`'s fonts a label reads at about the size of the body text at 100 % zoom."""
+
+OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+
+THEME = dict(context="notebook", style="ticks", palette=OKABE_ITO, font_scale=1.15,
+             rc={"axes.grid": True, "grid.color": "0.92", "axes.spines.top": False, "axes.spines.right": False,
+                 "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": 100})
+"""The seaborn theme every plot of the book uses (set by :func:`use_theme` when this module is imported):
+the Okabe–Ito palette, fonts sized for :data:`FIGURE_WIDTH`, light grid lines, no top or right spine."""
+
+
+def use_theme() -> None:
+    """Apply :data:`THEME` to matplotlib (done once when this module is imported)."""
+    import seaborn as sns
+
+    sns.set_theme(**THEME)
+
+
+use_theme()
+
+
+def _panels(ax, n: int, *, height: float = 3.6, sharey: bool = True, max_columns: int = 3) -> tuple:
+    """(figure, list of n Axes): a new full-width figure of at most ``max_columns`` panels a row when
+    ``ax`` is None, else the given Axes."""
     if ax is None:
-        fig, axes = plt.subplots(1, n, figsize=(width * n, height), sharey=sharey, squeeze=False,
-                                 layout="constrained")
-        return fig, list(axes[0])
+        columns = min(n, max_columns)
+        rows = -(-n // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH, height * rows), sharey=sharey,
+                                 squeeze=False, layout="constrained")
+        axes = list(axes.ravel())
+        for spare in axes[n:]:
+            fig.delaxes(spare)
+        return fig, axes[:n]
     axes = [ax] if isinstance(ax, plt.Axes) else list(np.ravel(ax))
     if len(axes) != n:
         raise ValueError(f"this plot draws {n} panel(s) but ax holds {len(axes)} Axes; pass {n} Axes or none")
@@ -116,7 +152,7 @@ def plot_examples(images, labels, label_names: Sequence[str], privileged: Sequen
         present = np.flatnonzero(labels[k]).tolist()
         text = " ".join(marked_name(label_names[t], t in priv) for t in present) or "(none)"
         has_priv = any(t in priv for t in present)
-        ax.text(left + w / 2, top - 1, text, ha="center", va="bottom", fontsize=9,
+        ax.text(left + w / 2, top - 1, text, ha="center", va="bottom", fontsize="small",
                 color=PRIVILEGED_COLOR if has_priv else "black", fontweight="bold" if has_priv else "normal")
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
@@ -149,7 +185,7 @@ def plot_label_frequencies(frequencies: Sequence[int], label_names: Sequence[str
         ax.set_yscale("log")
     if annotate and len(table) <= 30:
         for xi, count in zip(x, table["count"]):
-            ax.annotate(f"{count}", (xi, count), ha="center", va="bottom", fontsize=8,
+            ax.annotate(f"{count}", (xi, count), ha="center", va="bottom", fontsize="x-small",
                         xytext=(0, 1), textcoords="offset points")
     ax.set_xlabel("label (most to least frequent)")
     ax.set_ylabel("training positives" + (" (log scale)" if log else ""))
@@ -192,13 +228,13 @@ def _plot_groups(steps: pd.DataFrame, which: str, window: int, ax, ylabel: str):
         mine = agg[agg["variant"] == variant]
         _band(axis, mine[mine["metric"] == col_p], PRIVILEGED_COLOR, f"{symbol}_P (privileged{PRIVILEGED_MARK})")
         _band(axis, mine[mine["metric"] == col_n], NON_PRIVILEGED_COLOR, f"{symbol}_N (non-privileged)", ls="--")
-        axis.set_title(f"FairPO-{variant.upper()}" if variant in VARIANT_COLORS else variant)
+        axis.set_title(method_title(variant) if variant in VARIANT_COLORS else variant)
         axis.set_xlabel("training step")
         axis.spines[["top", "right"]].set_visible(False)
     axes[0].set_ylabel(ylabel)
-    axes[0].legend(frameon=False, fontsize=8)
+    axes[0].legend(fontsize="small")
     if own_figure:
-        fig.suptitle(f"{ylabel} ({_seed_note(steps)}, moving average over {window} steps)", fontsize=10)
+        fig.suptitle(f"{ylabel} ({_seed_note(steps)}, moving average over {window} steps)", fontsize="medium")
     return fig, axes
 
 
@@ -248,7 +284,7 @@ def plot_fallback(steps: pd.DataFrame, *, window: int = 20, ax=None):
     axes[0].legend(frameon=False, title="variant")
     if own_figure:
         fig.suptitle(f"Privileged pairs without a confusing counterpart ({_seed_note(steps)}, "
-                     f"moving average over {window} steps)", fontsize=10)
+                     f"moving average over {window} steps)", fontsize="medium")
     return fig
 
 
@@ -277,10 +313,10 @@ def plot_per_label_ap(per_label: pd.DataFrame, variants: Sequence[str] = ("bce",
                          label=f"privileged{PRIVILEGED_MARK}" if is_priv else "non-privileged")
             for _, row in part.iterrows():
                 axis.annotate(marked_name(row["name"], is_priv), (row["train_frequency"], row["ap_mean"]),
-                              xytext=(4, 3), textcoords="offset points", fontsize=8, color=group_color(is_priv))
+                              xytext=(4, 3), textcoords="offset points", fontsize="small", color=group_color(is_priv))
         axis.set_xscale("log")
         axis.set_xlabel("training positives (log scale)")
-        axis.set_title(variant.upper() if variant == "bce" else f"FairPO-{variant.upper()}")
+        axis.set_title(method_title(variant))
         axis.spines[["top", "right"]].set_visible(False)
     axes[0].set_ylabel("test AP (mean over seeds ± std)")
     axes[0].legend(frameon=False, loc="best")
@@ -337,7 +373,7 @@ def plot_group_weights(history: Sequence[Sequence[float]], losses_history: Seque
     history, losses_history: (S, 2) — column 0 the privileged group (vermillion), 1 the other (blue).
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
+        _, ax = plt.subplots(figsize=(FIGURE_WIDTH * 0.75, 3.6))
     w = np.asarray(history)
     g = np.asarray(losses_history)
     colors = [PRIVILEGED_COLOR, NON_PRIVILEGED_COLOR]

@@ -1,9 +1,9 @@
 """The grid behind Tables 1–4: every method and every CPO ablation, for each seed.
 
 ``run_grid`` trains what the run store lacks — the ``bce`` references first, so parallel jobs never
-race to train the same reference — and returns the store's records as a DataFrame. ``via="papermill"``
-runs each run through ``notebooks/train.ipynb`` and keeps the executed notebook beside its record;
-``via="python"`` calls :func:`fairpo.run.train.train` directly (the same code, without a kernel per run).
+race to train the same reference, and each FairPO run as soon as its own reference is done — and
+returns the store's records as a DataFrame. ``via="papermill"`` runs each run through
+``notebooks/train.ipynb`` and keeps the executed notebook beside its record; ``via="python"`` calls :func:`fairpo.run.train.train` directly (the same code, without a kernel per run).
 """
 
 from __future__ import annotations
@@ -113,6 +113,56 @@ def _submit_wave(phase: list[RunConfig], forced: list[bool], results_dir, via: s
         raise RuntimeError(f"{len(failures)} job(s) of the grid failed:\n- " + "\n- ".join(failures))
 
 
+def with_missing_references(pending: list[RunConfig], results_dir) -> list[RunConfig]:
+    """``pending`` with, in front, the reference of every FairPO run whose reference is neither finished in
+    the store nor pending itself: it is trained once, first, instead of by two workers racing."""
+    known = {store.run_dir_of(results_dir, c) for c in pending if c.variant == "bce"}
+    missing = []
+    for c in pending:
+        folder = store.run_dir_of(results_dir, c.reference()) if c.needs_reference else None
+        if folder is not None and folder not in known and not (folder / store.RECORD_FILE).is_file():
+            known.add(folder)
+            missing.append(c.reference())
+    return missing + pending
+
+
+def _run_pool(pending: list[RunConfig], redo: set, results_dir, via: str, jobs: int, bar) -> None:
+    """Train ``pending`` on ``jobs`` worker processes, each FairPO run as soon as its own reference is done.
+
+    The references go first, then every run that needs none (the baselines), so no worker waits while a
+    reference trains; a FairPO run is queued when its reference finishes (at once if it is already in the
+    store). Every run is independent of the others' timing, so the records are those of one job.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    def key(config: RunConfig) -> Path:
+        return store.run_dir_of(results_dir, config.reference() if config.needs_reference else config)
+
+    training = {key(c) for c in pending if c.variant == "bce"}
+    waiting = [c for c in pending if c.needs_reference and key(c) in training]
+    ready = [c for c in pending if c not in waiting]
+    # spawn, not fork: forking a process that already runs torch's thread pools can hang
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        def submit(configs):
+            return {pool.submit(_train_in_worker, c, str(results_dir), via, True, (c.run_name, c.seed) in redo): c
+                    for c in configs}
+
+        running = submit(ready)
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    config = running.pop(future)
+                    future.result()  # a failed run stops the grid with its own error
+                    bar.update()
+                    if config.variant == "bce":
+                        running.update(submit([c for c in waiting if key(c) == key(config)]))
+        except BaseException:
+            for future in running:  # runs not started yet are dropped; finished ones stay in the store
+                future.cancel()
+            raise
+
+
 def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_dir: str | os.PathLike = "results",
              *, jobs: int = 1, via: str = "python", quiet: bool = False, force: bool = False,
              executor: str = "none", cluster: dict | None = None,
@@ -123,7 +173,8 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
     configuration (say another epoch budget) or a damaged record is listed in one error, unless
     ``force``, which retrains exactly those. With ``jobs > 1`` the runs go to worker processes started
     with ``spawn``: call it from a script under ``if __name__ == "__main__":``. With ``executor`` ``local``
-    or ``slurm`` they go through submitit instead (:data:`EXECUTORS`); ``cluster`` holds submitit's
+    or ``slurm`` they go through submitit instead (:data:`EXECUTORS`), in two waves (the runs without a
+reference, the references among them, then the FairPO runs); ``cluster`` holds submitit's
     parameters (``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``slurm_array_parallelism``…).
     """
     if via not in ("python", "papermill"):
@@ -149,28 +200,22 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
     if problems and not force:
         raise ValueError(f"{len(problems)} run(s) of the grid cannot be reused:\n- " + "\n- ".join(problems)
                          + "\nRetrain exactly these with force=True (fairpo reproduce --force).")
-    references = [c for c in pending if c.variant == "bce"]
-    others = [c for c in pending if c.variant != "bce"]
+    pending = with_missing_references(pending, results_dir)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pending), desc=f"grid {dataset}", disable=quiet or not pending) as bar:
-        for phase in (references, others):
-            forced = [(c.run_name, c.seed) in redo for c in phase]
-            if executor != "none":
+        if executor != "none":
+            for phase in ([c for c in pending if not c.needs_reference], [c for c in pending if c.needs_reference]):
                 if phase:
-                    _submit_wave(phase, forced, results_dir, via, executor, cluster or {})
+                    _submit_wave(phase, [(c.run_name, c.seed) in redo for c in phase], results_dir, via, executor,
+                                 cluster or {})
                     bar.update(len(phase))
-                continue
-            if jobs == 1:
-                for c, f in zip(phase, forced):
-                    _train_in_worker(c, str(results_dir), via, True, f)
-                    bar.update()
-                continue
-            # spawn, not fork: forking a process that already runs torch's thread pools can hang
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for _ in pool.map(_train_in_worker, phase, [str(results_dir)] * len(phase),
-                                  [via] * len(phase), [True] * len(phase), forced):
-                    bar.update()
+        elif jobs == 1:
+            for c in pending:  # references first (grid_configs' order)
+                _train_in_worker(c, str(results_dir), via, True, (c.run_name, c.seed) in redo)
+                bar.update()
+        else:
+            _run_pool(pending, redo, results_dir, via, jobs, bar)
     records = store.collect_records(results_dir)
     if records.empty:
         return records

@@ -64,6 +64,9 @@ def resolve_device(name: str) -> torch.device:
 def prepare(config: RunConfig, cache_dir: str | os.PathLike, device: torch.device) -> Prepared:
     """Load the data, run the frozen backbone over every split (cached) and build a fresh network.
 
+    On a GPU the cache is float16, and each split that fits in half the GPU's free memory (the training
+    split first) is kept on the GPU, the training labels with it (:func:`on_device_if_it_fits`).
+
     The data set is generated with a fixed seed (``config.extra['data_seed']``, default 0), so every
     seed of a method trains on the same data and shares one feature cache: seeds measure training
     variance, as in the paper's three runs on fixed COCO splits.
@@ -91,14 +94,33 @@ def prepare(config: RunConfig, cache_dir: str | os.PathLike, device: torch.devic
         backbone_id = digits_backbone_id() if backbone == DIGITS_BACKBONE else backbone
         key = dict(dataset=config.dataset, backbone=backbone_id, trainable_blocks=config.trainable_blocks,
                    resolution=data.input_shape[-1], data_seed=data_seed)
+        # on a GPU the cache is stored in float16 (half the disk; the trainer computes in bfloat16 anyway)
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
         features = {name: cached_features(split, encoder.to(device), key=dict(key, split=name),
-                                          cache_dir=Path(cache_dir) / "features", device=device)
+                                          cache_dir=Path(cache_dir) / "features", device=device, dtype=dtype)
                     for name, split in splits.items()}
         width = feature_size(vit)
+    if device.type == "cuda":
+        features = on_device_if_it_fits(features, device)
+        if features["train"].is_cuda:  # and the training labels with them (metrics read the others)
+            labels = dict(labels, train=labels["train"].to(device))
     heads = PerLabelHeads(width, len(data.label_names), generator=rng.generator(*stream(config, "heads")),
                           activation=config.head_activation)
     network = Network(top, heads).to(device)
     return Prepared(data, features, labels, network, backbone)
+
+
+def on_device_if_it_fits(tensors: dict[str, Tensor], device: torch.device, share: float = 0.5) -> dict[str, Tensor]:
+    """Each tensor, in order, moved to the GPU while together they take at most ``share`` of its free
+    memory (so an epoch never waits on the disk or the host); the rest stay where they are and are read
+    batch by batch. Give the training split first: it is read every step."""
+    budget = share * torch.cuda.mem_get_info(device)[0]
+    out = {}
+    for name, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        out[name] = tensor.to(device) if size <= budget else tensor
+        budget -= size if size <= budget else 0
+    return out
 
 
 def stream(config: RunConfig, purpose: str, *index) -> tuple:
@@ -242,13 +264,15 @@ class _Run:
                    leave=False)
         for epoch in bar:
             self._train_epoch(epoch)
-            score = self._validate(epoch)
+            with torch.profiler.record_function("fairpo.evaluate"):
+                score = self._validate(epoch)
             bar.set_postfix(val_mAP=f"{score:.4f}", best=state["best_epoch"])
             stop = state["bad_epochs"] >= config.patience
             state["stopped"] = "patience" if stop else "budget"
             if stop:
                 state["epoch"] = config.epochs
-            self._save_resume_point()
+            with torch.profiler.record_function("fairpo.checkpoint"):
+                self._save_resume_point()
             if stop_after_epoch is not None and epoch == stop_after_epoch:
                 raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
             if stop:
@@ -282,21 +306,28 @@ class _Run:
         self.model.train()
         order = torch.randperm(len(y_train), generator=rng.generator(*stream(config, "order", epoch)))
         steps = []
+        part = torch.profiler.record_function  # named parts of a step, for benchmarks/bench_train.py --profile
         for batch in order.split(config.batch_size):
-            idx = batch[self.rank::self.world]  # every rank takes its share of the same global batch
-            x, y = x_train[idx], y_train[idx]
-            if cuda:
-                x, y = x.pin_memory(), y.pin_memory()
-            x = x.to(device, torch.float32, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            ref = self.ref_train[idx.to(device)] if self.ref_train is not None else None
-            with autocast:
+            with part("fairpo.batch"):
+                idx = batch[self.rank::self.world]  # every rank takes its share of the same global batch
+                on_device = idx.to(device, non_blocking=True)
+                x, y = x_train[idx.to(x_train.device)], y_train[idx.to(y_train.device)]
+                if cuda and x.device.type == "cpu":  # a cache too large for the GPU: batches cross from the host
+                    x, y = x.pin_memory(), y.pin_memory()
+                x = x.to(device, torch.float32, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                ref = self.ref_train[on_device] if self.ref_train is not None else None
+            with part("fairpo.forward"), autocast:
                 logits = self.model(x)
-            total, diag = self.objective.step(logits.float(), y, ref, self.draws)  # losses in float32
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
-            self.optimizer.step()
+            with part("fairpo.objective"):
+                total, diag = self.objective.step(logits.float(), y, ref, self.draws)  # losses in float32
+            with part("fairpo.backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+            with part("fairpo.clip"):
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+            with part("fairpo.optimizer"):
+                self.optimizer.step()
             steps.append(dict(loss=total.detach(), grad_norm=grad_norm, **diag))
         first = len(self.state["steps"])
         lr = self.optimizer.param_groups[0]["lr"]
