@@ -174,7 +174,7 @@ def run_grid(dataset: str = "digits", seeds: Sequence[int] = (0, 1, 2), results_
     ``force``, which retrains exactly those. With ``jobs > 1`` the runs go to worker processes started
     with ``spawn``: call it from a script under ``if __name__ == "__main__":``. With ``executor`` ``local``
     or ``slurm`` they go through submitit instead (:data:`EXECUTORS`), in two waves (the runs without a
-reference, the references among them, then the FairPO runs); ``cluster`` holds submitit's
+    reference, the references among them, then the FairPO runs); ``cluster`` holds submitit's
     parameters (``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``slurm_array_parallelism``…).
     """
     if via not in ("python", "papermill"):
