@@ -3,7 +3,8 @@
 ``run_grid`` trains what the run store lacks — the ``bce`` references first, so parallel jobs never
 race to train the same reference, and each FairPO run as soon as its own reference is done — and
 returns the store's records as a DataFrame. ``via="papermill"`` runs each run through
-``notebooks/train.ipynb`` and keeps the executed notebook beside its record; ``via="python"`` calls :func:`fairpo.run.train.train` directly (the same code, without a kernel per run).
+``notebooks/train.ipynb`` and keeps the executed notebook beside its record; ``via="python"`` calls
+:func:`fairpo.run.train.train` directly (the same code, without a kernel per run).
 """
 
 from __future__ import annotations

@@ -118,8 +118,10 @@ def on_device_if_it_fits(tensors: dict[str, Tensor], device: torch.device, share
     out = {}
     for name, tensor in tensors.items():
         size = tensor.numel() * tensor.element_size()
-        out[name] = tensor.to(device) if size <= budget else tensor
-        budget -= size if size <= budget else 0
+        if size <= budget:
+            out[name], budget = tensor.to(device), budget - size
+        else:
+            out[name] = tensor
     return out
 
 
