@@ -3,7 +3,7 @@
 import pytest
 
 from fairpo.run import store
-from fairpo.run.grid import grid_configs, run_grid, with_missing_references
+from fairpo.run.grid import grid_configs, ready_and_waiting, run_grid, with_missing_references
 
 METHODS = [("bce", "none"), ("cpo", "none"), ("cpo", "none", "reference")]
 TINY = dict(epochs=2, extra=dict(num_train=300, num_test=200))
@@ -25,6 +25,17 @@ def test_a_fairpo_run_without_its_reference_in_the_grid_gets_it_trained_first_on
     done.mkdir(parents=True)
     (done / store.RECORD_FILE).write_text("{}")  # a finished reference in the store is not retrained
     assert with_missing_references(cpo, tmp_path) == [planned[1], *cpo]
+
+
+def test_fairpo_runs_wait_only_for_a_reference_the_grid_is_training(tmp_path):
+    configs = grid_configs("digits", (0, 1), methods=[("bce", "none"), ("cpo", "none"), ("focal", "none")], **TINY)
+    ready, waiting = ready_and_waiting(configs, tmp_path)
+    assert sorted((c.variant, c.seed) for c in ready) == [("bce", 0), ("bce", 1), ("focal", 0), ("focal", 1)]
+    assert sorted((c.variant, c.seed) for c in waiting) == [("cpo", 0), ("cpo", 1)]
+    # seed 0's reference already finished: its FairPO run starts at once, seed 1's still waits
+    pending = [c for c in configs if not (c.variant == "bce" and c.seed == 0)]
+    ready, waiting = ready_and_waiting(pending, tmp_path)
+    assert ("cpo", 0) in [(c.variant, c.seed) for c in ready] and [(c.variant, c.seed) for c in waiting] == [("cpo", 1)]
 
 
 @pytest.mark.slow

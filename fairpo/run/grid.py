@@ -9,6 +9,7 @@ returns the store's records as a DataFrame. ``via="papermill"`` runs each run th
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -127,6 +128,18 @@ def with_missing_references(pending: list[RunConfig], results_dir) -> list[RunCo
     return missing + pending
 
 
+def reference_folder(results_dir, config: RunConfig) -> Path:
+    """The run folder of ``config``'s reference (its own folder for a run that needs none)."""
+    return store.run_dir_of(results_dir, config.reference() if config.needs_reference else config)
+
+
+def ready_and_waiting(pending: list[RunConfig], results_dir) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(the runs that may start now, the FairPO runs that must wait for a reference ``pending`` trains)."""
+    training = {reference_folder(results_dir, c) for c in pending if c.variant == "bce"}
+    waiting = [c for c in pending if c.needs_reference and reference_folder(results_dir, c) in training]
+    return [c for c in pending if c not in waiting], waiting
+
+
 def _run_pool(pending: list[RunConfig], redo: set, results_dir, via: str, jobs: int, bar) -> None:
     """Train ``pending`` on ``jobs`` worker processes, each FairPO run as soon as its own reference is done.
 
@@ -136,12 +149,8 @@ def _run_pool(pending: list[RunConfig], redo: set, results_dir, via: str, jobs: 
     """
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    def key(config: RunConfig) -> Path:
-        return store.run_dir_of(results_dir, config.reference() if config.needs_reference else config)
-
-    training = {key(c) for c in pending if c.variant == "bce"}
-    waiting = [c for c in pending if c.needs_reference and key(c) in training]
-    ready = [c for c in pending if c not in waiting]
+    ready, waiting = ready_and_waiting(pending, results_dir)
+    key = functools.partial(reference_folder, results_dir)
     # spawn, not fork: forking a process that already runs torch's thread pools can hang
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         def submit(configs):
